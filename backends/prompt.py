@@ -1,0 +1,37 @@
+"""prompt: the password typed on the controlling terminal, without echo."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from backends.base import Settings
+from kms.errors import ProviderError
+from kms.hygiene import SecretBuffer
+from kms.terminal import read_secret_line
+
+
+class PromptProvider:
+    name = "prompt"
+
+    def __init__(self, settings: Settings, prompt: str = "Enter password to access wallet store: ") -> None:
+        self._prompt = prompt
+
+    def fetch(self) -> SecretBuffer:
+        try:
+            fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+        except OSError:
+            fd = -1
+        if fd < 0 and not sys.stdin.isatty():
+            raise ProviderError(
+                "prompt: no terminal to ask for the password; use --backend env, vgs, azure, aws or vault "
+                "(or 'kms unlock' against a sealed daemon)"
+            )
+        try:
+            secret = read_secret_line(self._prompt, fd if fd >= 0 else sys.stdin.fileno())
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        if not secret:
+            raise ProviderError("prompt: empty password")
+        return secret

@@ -1,0 +1,3 @@
+from kms.cli.main import main
+
+raise SystemExit(main())

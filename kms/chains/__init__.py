@@ -1,0 +1,42 @@
+"""The chain registry: one entry per upstream chain code."""
+
+from __future__ import annotations
+
+from kms.chains.base import Chain
+from kms.errors import UnknownChainError
+
+# Upstream's default order for the daemon's poll loop.
+CHAIN_ORDER: tuple[str, ...] = (
+    "BCH", "VET", "XRP", "XLM", "ETH", "BTC", "MATIC", "KLAY", "LTC", "DOGE", "CELO",
+    "BSC", "SOL", "TRON", "BNB", "FLOW", "XDC", "EGLD", "ONE", "ADA", "ALGO", "KCS",
+)  # fmt: skip
+
+_REGISTRY: dict[str, Chain] = {}
+
+
+def register(chain: Chain) -> Chain:
+    _REGISTRY[chain.code] = chain
+    return chain
+
+
+def _load() -> None:
+    if _REGISTRY:
+        return
+    from kms.chains import registry_table  # noqa: F401 - registers every chain module
+
+
+def get_chain(code: str) -> Chain:
+    _load()
+    chain = _REGISTRY.get(code.strip().upper())
+    if chain is None:
+        raise UnknownChainError(f"Unsupported chain '{code}'. Supported: {', '.join(supported_codes())}")
+    return chain
+
+
+def supported_codes() -> list[str]:
+    _load()
+    return [c for c in CHAIN_ORDER if c in _REGISTRY]
+
+
+def all_chains() -> list[Chain]:
+    return [_REGISTRY[c] for c in supported_codes()]
