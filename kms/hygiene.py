@@ -108,7 +108,9 @@ class SecretBuffer:
     def __enter__(self) -> SecretBuffer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.wipe()
 
     def __del__(self) -> None:

@@ -1,0 +1,60 @@
+"""`kms migrate --from OLD.dat`: import an upstream tatum-kms wallet store.
+
+The upstream file is only read. When it sits at the store path itself (upstream's and kms's default is the same
+~/.tatumrc/wallet.dat), the new store is built beside it, checked, and then swapped in; the upstream file stays
+as `<name>.upstream-backup`, so at every instant one complete copy of every wallet is on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from argparse import Namespace
+from pathlib import Path
+
+from kms.store.upstream import read_upstream
+
+from kms.cli import output
+from kms.cli.session import load_settings, open_store, password_provider, store_path
+from kms.errors import StoreError, UsageError
+from kms.store import WalletStore
+
+
+def migrate(args: Namespace) -> int:
+    source = Path(args.source).expanduser()
+    if WalletStore.probe(source) != "upstream":
+        raise UsageError(f"{source} is not an upstream tatum-kms wallet file")
+    settings = load_settings(args)
+    with password_provider(args, settings).fetch() as password:
+        records = read_upstream(source, password)
+    target = store_path(args)
+    in_place = target.exists() and target.resolve() == source.resolve()
+    build_at = target.with_name(target.name + ".kms-migrating") if in_place else target
+    backup = target.with_name(target.name + ".upstream-backup")
+    if in_place:
+        for leftover in (build_at, backup):
+            if leftover.exists():
+                raise StoreError(f"{leftover} exists from an earlier attempt; move it away and run migrate again")
+    build_args = Namespace(**{**vars(args), "path": str(build_at)})
+    with open_store(build_args, create=True) as store:
+        imported = store.import_records(records)
+        exported = store.export()
+    differing = [sid for sid in records if exported.get(sid) != records[sid]]
+    if differing:
+        raise StoreError(f"{len(differing)} wallets did not round-trip; the upstream file is untouched")
+    result: dict[str, object] = {"migrated": imported, "wallets": len(records), "from": str(source)}
+    if in_place:
+        os.link(source, backup)
+        os.replace(build_at, target)
+        _fsync_dir(target.parent)
+        result["upstreamBackup"] = str(backup)
+    result["store"] = str(target)
+    output.emit(result)
+    return 0
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
