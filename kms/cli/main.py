@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OLD_WALLET_DAT",
         help="the upstream wallet.dat to import (its password comes from the chosen backend)",
     )
+    from kms.cli.audit_commands import register as register_audit_commands
+
+    register_audit_commands(command)
     return parser  # fmt: skip
 
 
