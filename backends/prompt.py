@@ -10,22 +10,25 @@ from kms.errors import ProviderError
 from kms.hygiene import SecretBuffer
 from kms.terminal import read_secret_line
 
+DEFAULT_PROMPT = "Enter password to access wallet store: "
+
 
 class PromptProvider:
     name = "prompt"
 
-    def __init__(self, settings: Settings, prompt: str = "Enter password to access wallet store: ") -> None:
+    def __init__(self, settings: Settings, prompt: str = DEFAULT_PROMPT) -> None:
         self._prompt = prompt
 
     def fetch(self) -> SecretBuffer:
         try:
-            fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+            fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError:
             fd = -1
         if fd < 0 and not sys.stdin.isatty():
             raise ProviderError(
-                "prompt: no terminal to ask for the password; use --backend env, vgs, azure, aws or vault "
-                "(or 'kms unlock' against a sealed daemon)"
+                "prompt: no terminal to ask for the password; choose another backend with --backend env "
+                "(TATUM_KMS_PASSWORD or TATUM_KMS_PASSWORD_FILE), vgs, azure, aws or vault, "
+                "or start the daemon sealed and run 'kms unlock'"
             )
         try:
             secret = read_secret_line(self._prompt, fd if fd >= 0 else sys.stdin.fileno())

@@ -28,8 +28,6 @@ def _read_line(fd: int) -> SecretBuffer:
 
 def read_secret_line(prompt: str, fd: int) -> SecretBuffer:
     """Ask on ``fd`` (a terminal) with echo off and return the line typed."""
-    tty_out = fd
-    os.write(tty_out, prompt.encode())
     try:
         old = termios.tcgetattr(fd)
     except termios.error:
@@ -37,13 +35,15 @@ def read_secret_line(prompt: str, fd: int) -> SecretBuffer:
     if old is not None:
         new = termios.tcgetattr(fd)
         new[3] &= ~(termios.ECHO | termios.ECHONL)
+        # Echo goes off (and stale type-ahead is flushed) before the prompt shows, so nothing typed after it echoes.
         termios.tcsetattr(fd, termios.TCSAFLUSH, new)
     try:
+        os.write(fd, prompt.encode())
         return _read_line(fd)
     finally:
         if old is not None:
-            termios.tcsetattr(fd, termios.TCSAFLUSH, old)
-        os.write(tty_out, b"\n")
+            termios.tcsetattr(fd, termios.TCSADRAIN, old)
+        os.write(fd, b"\n")
 
 
 def read_secret(prompt: str) -> SecretBuffer:
