@@ -1,0 +1,1 @@
+"""Transaction signers, one module per chain family."""
