@@ -1,0 +1,265 @@
+"""Structured logging: one event per line, pendingId/chain on transaction lines, and redaction of planted canaries
+in messages, arguments, extra fields and tracebacks (text and JSON), including uncaught exceptions."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from algosdk import account
+from algosdk import mnemonic as algo_mnemonic
+from bip_utils import (
+    Bip32Secp256k1,
+    Bip39MnemonicGenerator,
+    Bip39SeedGenerator,
+    Bip39WordsNum,
+    WifEncoder,
+)
+from solders.keypair import Keypair as SolanaKeypair
+from stellar_sdk import Keypair as StellarKeypair
+from xrpl import CryptoAlgorithm
+from xrpl.core.keypairs import generate_seed
+
+from kms import logs
+from kms.errors import UsageError
+from kms.hygiene import SecretBuffer
+from kms.masking import mask_api_key
+
+REPO = Path(__file__).resolve().parents[1]
+PENDING_ID = "65a1b2c3d4e5f6a7b8c9d0e1"
+PASSWORD = "canary-Pa55word-7f3e!"
+QUOTED_PASSWORD = 'canary"quote\\back'
+API_KEY = "t-65a1b2c3d4e5f6a7b8c9d0e1-canaryapikey1234567890"
+
+
+def _canaries() -> dict[str, str]:
+    mnemonic24 = str(Bip39MnemonicGenerator().FromWordsNumber(Bip39WordsNum.WORDS_NUM_24))
+    raw_key = os.urandom(32)
+    algo_key, _ = account.generate_account()
+    return {
+        "mnemonic12": str(Bip39MnemonicGenerator().FromWordsNumber(Bip39WordsNum.WORDS_NUM_12)),
+        "mnemonic24": mnemonic24,
+        "hex": raw_key.hex(),
+        "hex0x": "0x" + os.urandom(32).hex(),
+        "wif": WifEncoder.Encode(raw_key),
+        "xprv": Bip32Secp256k1.FromSeed(Bip39SeedGenerator(mnemonic24).Generate()).PrivateKey().ToExtended(),
+        "stellar": StellarKeypair.random().secret,
+        "solana": str(SolanaKeypair()),
+        "xrp": generate_seed(),
+        "xrp_ed25519": generate_seed(algorithm=CryptoAlgorithm.ED25519),
+        "algorand_key": algo_key,
+        "algorand_mnemonic": algo_mnemonic.from_private_key(algo_key),
+        "password": PASSWORD,
+    }
+
+
+CANARIES = _canaries()
+
+
+def fragments(secret: str) -> list[str]:
+    """What must not appear: the secret, and for mnemonics any 6 consecutive words of it."""
+    words = secret.split()
+    if len(words) >= 12:
+        return [" ".join(words[i : i + 6]) for i in range(len(words) - 5)]
+    return [secret]
+
+
+def assert_clean(text: str) -> None:
+    for name, secret in CANARIES.items():
+        for fragment in fragments(secret):
+            assert fragment not in text, f"{name} leaked"
+    assert QUOTED_PASSWORD not in text
+    assert API_KEY not in text
+
+
+@pytest.fixture
+def capture() -> Iterator[io.StringIO]:
+    """configure() into a buffer; afterwards restore the root logger, the hooks and the registered secrets."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, sys.excepthook, threading.excepthook)
+    stream = io.StringIO()
+    logs.register_secret(PASSWORD)
+    logs.register_secret(SecretBuffer.from_str(QUOTED_PASSWORD))
+    logs.register_api_key(API_KEY)
+    try:
+        yield stream
+    finally:
+        if logs._installed is not None:
+            root.removeHandler(logs._installed)
+            logs._installed = None
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        sys.excepthook, threading.excepthook = saved[2], saved[3]
+        logs.REDACTOR.clear()
+
+
+def emit_everything(logger: logging.Logger | logging.LoggerAdapter) -> None:  # type: ignore[type-arg]
+    for name, secret in CANARIES.items():
+        logger.info("message with %s: " + secret, name)
+        logger.warning("argument %s: %s", name, secret)
+        logger.info("extra field", extra={"detail": secret})
+    logger.info("api key %s and password %s and %s", API_KEY, PASSWORD, QUOTED_PASSWORD)
+    logger.info("mnemonic as a JSON list: %s", json.dumps(CANARIES["mnemonic12"].split()))
+    logger.info("mnemonic on lines:\n%s", "\n".join(CANARIES["mnemonic24"].split()))
+    logger.info("mnemonic in a repr: %r", CANARIES["mnemonic12"].upper().replace(" ", "\n"))
+    try:
+        try:
+            raise KeyError(QUOTED_PASSWORD)
+        except KeyError as inner:
+            raise ValueError(f"signing failed for {CANARIES['wif']} / {CANARIES['mnemonic12']}") from inner
+    except ValueError:
+        logger.exception("signing blew up with %s", CANARIES["hex0x"])
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_planted_canaries_never_reach_the_log(capture: io.StringIO, fmt: str) -> None:
+    logs.configure(fmt, stream=capture)
+    emit_everything(logs.transaction_logger(logging.getLogger("kms.daemon"), PENDING_ID, "ETH"))
+    emit_everything(logging.getLogger("some.library"))
+    text = capture.getvalue()
+    assert_clean(text)
+    assert "[REDACTED-MNEMONIC]" in text and "[REDACTED-WIF]" in text and "[REDACTED-HEX]" in text
+    assert "[REDACTED]" in text
+    assert mask_api_key(API_KEY) in text, "API keys are shown as upstream's checkconfig mask"
+    assert "Traceback (most recent call last)" in text and "KeyError" in text
+
+
+def test_json_lines_parse_and_carry_pending_id_and_chain(capture: io.StringIO) -> None:
+    logs.configure("json", level="DEBUG", stream=capture)
+    tx = logs.transaction_logger(logging.getLogger("kms.daemon"), PENDING_ID, "BTC")
+    tx.debug("fetched")
+    tx.info("signed with %d keys", 2, extra={"attempt": 1, "signatureIds": ["a", "b"]})
+    try:
+        raise RuntimeError("broadcast failed\nsecond line")
+    except RuntimeError:
+        tx.error("broadcast failed", exc_info=True)
+    logging.getLogger("kms.daemon").info("cycle done")
+    lines = capture.getvalue().splitlines()
+    assert len(lines) == 4
+    events = [json.loads(line) for line in lines]
+    for event in events[:3]:
+        assert (event["pendingId"], event["chain"]) == (PENDING_ID, "BTC")
+        assert event["logger"] == "kms.daemon"
+        assert event["time"].endswith("Z")
+    assert events[0]["level"] == "DEBUG"
+    assert events[1]["message"] == "signed with 2 keys"
+    assert events[1]["attempt"] == 1 and events[1]["signatureIds"] == "['a', 'b']"
+    assert "RuntimeError: broadcast failed\nsecond line" in events[2]["exception"]
+    assert "pendingId" not in events[3]
+
+
+def test_text_is_one_event_per_line_with_context(capture: io.StringIO) -> None:
+    logs.configure("text", stream=capture)
+    tx = logs.transaction_logger(logging.getLogger("kms.daemon"), PENDING_ID, "ETH")
+    tx.info("first\nsecond")
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        tx.exception("failed")
+    lines = capture.getvalue().splitlines()
+    assert len(lines) == 2
+    assert f" INFO    kms.daemon pendingId={PENDING_ID} chain=ETH: first\\nsecond" in lines[0]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ERROR   kms\.daemon pendingId=", lines[1])
+    assert "failed | Traceback (most recent call last):\\n" in lines[1]
+    assert lines[1].endswith("ValueError: bad")
+
+
+def test_ordinary_identifiers_are_not_masked(capture: io.StringIO) -> None:
+    logs.configure("text", stream=capture)
+    plain = [
+        PENDING_ID,
+        "2f6e0c8a-1b2c-4d5e-8f90-123456789abc",
+        "0x8ba1f109551bD432803012645Ac136ddd64DBA72",
+        "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+        "rPT1Sjq2YGrBMTttX4GZHjKu9dyfzbpAYe",
+        "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7",
+        "signed 3 transactions; the approval server answered 200",
+        "able about above absent absorb abstract absurd abuse access accident account",  # 11 BIP39 words
+    ]
+    for text in plain:
+        logging.getLogger("kms").info("%s", text)
+    out = capture.getvalue()
+    for text in plain:
+        assert text in out
+    assert "REDACTED" not in out
+
+
+def test_configure_is_idempotent_and_validates(capture: io.StringIO) -> None:
+    logs.configure("json", stream=capture)
+    logs.configure("json", stream=capture)
+    logging.getLogger("kms").info("once")
+    assert len(capture.getvalue().splitlines()) == 1
+    logging.getLogger("httpx").info("HTTP Request: GET https://api.tatum.io/v3/kms/pending/ETH")
+    assert len(capture.getvalue().splitlines()) == 1, "client libraries stay quiet at INFO"
+    with pytest.raises(UsageError, match="log format"):
+        logs.configure("xml")
+    with pytest.raises(UsageError, match="log level"):
+        logs.configure("text", level="CHATTY")
+
+
+def test_short_registered_values_are_ignored_and_clear_wipes(capture: io.StringIO) -> None:
+    redactor = logs.Redactor()
+    redactor.register("abc")
+    assert redactor.redact("abc abc") == "abc abc"
+    redactor.register("longer-value")
+    redactor.register("longer-value-and-more")
+    assert redactor.redact("x longer-value-and-more y longer-value") == "x [REDACTED] y [REDACTED]"
+    held = [value for value, _ in redactor._values]
+    redactor.clear()
+    assert all(value.wiped for value in held)
+    assert redactor.redact("longer-value") == "longer-value"
+
+
+def test_redaction_filter_on_a_foreign_handler(capture: io.StringIO) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(logs.RedactionFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("foreign")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.info("key %s", CANARIES["hex"])
+        try:
+            raise ValueError(PASSWORD)
+        except ValueError:
+            logger.exception("boom")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    text = stream.getvalue()
+    assert "INFO key [REDACTED-HEX]" in text
+    assert "ValueError: [REDACTED]" in text
+    assert_clean(text)
+
+
+def test_uncaught_exceptions_are_redacted(tmp_path: Path) -> None:
+    script = f"""
+import threading
+from kms import logs
+logs.configure("json")
+logs.register_secret({PASSWORD!r})
+def worker():
+    raise RuntimeError("thread saw " + {CANARIES["mnemonic12"]!r})
+t = threading.Thread(target=worker, name="signer"); t.start(); t.join()
+raise ValueError("main saw " + {PASSWORD!r} + " " + {CANARIES["xprv"]!r})
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60, env=dict(os.environ)
+    )
+    assert proc.returncode == 1
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [e["message"] for e in events] == ["uncaught exception in thread signer", "uncaught exception"]
+    assert "RuntimeError: thread saw [REDACTED-MNEMONIC]" in events[0]["exception"]
+    assert "ValueError: main saw [REDACTED] [REDACTED-KEY]" in events[1]["exception"]
+    assert_clean(proc.stderr)
