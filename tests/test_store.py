@@ -636,3 +636,28 @@ def test_journal_put_get_mark_and_persist(store_path: Path) -> None:
             ("p-2", "BTC", "signed"),
         ]
         assert [e.pending_id for e in store.journal_entries("signed")] == ["p-2"]
+
+
+def test_one_instance_is_safe_across_threads(store_path: Path) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    with open_weak(store_path, create=True, rotate_after=60) as store:
+
+        def work(n: int) -> None:
+            try:
+                for i in range(40):
+                    sid = store.add("ETH", bool(n % 2), {"privateKey": f"0x{n:02x}{i:04x}"})
+                    assert store.get(sid).fields()["privateKey"] == f"0x{n:02x}{i:04x}"
+            except BaseException as exc:  # reported below; a thread's exception is otherwise lost
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert store.counts() == {("ETH", False): 80, ("ETH", True): 80}
+        assert len(store.export()) == 160  # rotations happened along the way (rotate_after=60)
+    assert header(store_path)["key_generation"] > 1
