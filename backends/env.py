@@ -54,7 +54,7 @@ def _check_file_access(st: os.stat_result) -> None:
 
 def read_password_file(path: str) -> SecretBuffer:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError as exc:
         raise ProviderError(f"env: cannot open TATUM_KMS_PASSWORD_FILE: {exc.strerror}") from None
     buf = bytearray(MAX_PASSWORD_FILE + 1)

@@ -84,14 +84,19 @@ def private_file_problem(st: os.stat_result, *, readable_matters: bool) -> str |
 def read_env_file(path: Path) -> dict[str, str]:
     """Read and parse an env file, refusing one that is unsafe for what it holds."""
     try:
-        with open(path, "rb") as handle:
-            st = os.fstat(handle.fileno())
-            problem = private_file_problem(st, readable_matters=False)
-            if problem:
-                raise UsageError(f"env file {path} {problem}")
-            raw = handle.read(MAX_ENV_FILE + 1)
+        # O_NONBLOCK: a FIFO planted at the path must be refused, not waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as exc:
         raise UsageError(f"cannot read env file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        problem = private_file_problem(st, readable_matters=False)
+        if problem:
+            raise UsageError(f"env file {path} {problem}")
+        try:
+            raw = handle.read(MAX_ENV_FILE + 1)
+        except OSError as exc:
+            raise UsageError(f"cannot read env file {path}: {exc.strerror}") from None
     if len(raw) > MAX_ENV_FILE:
         raise UsageError(f"env file {path} is larger than {MAX_ENV_FILE} bytes")
     try:
