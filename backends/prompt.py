@@ -15,6 +15,7 @@ DEFAULT_PROMPT = "Enter password to access wallet store: "
 
 class PromptProvider:
     name = "prompt"
+    interactive = True  # a person types it: callers creating a store ask twice
 
     def __init__(self, settings: Settings, prompt: str = DEFAULT_PROMPT) -> None:
         self._prompt = prompt
