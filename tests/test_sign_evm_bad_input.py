@@ -80,10 +80,11 @@ def test_the_good_transaction_signs(signatures_made: list[str]) -> None:
         ("not json", "not valid JSON"),
         ("[1, 2]", "not a JSON object"),
         ('{"to": NaN}', "not valid JSON"),
+        ('{"value": "1", "nonce": 1, "value": "1000000"}', "repeats the field 'value'"),
         ("{" * 5000 + "}" * 5000, "not valid JSON"),
         (json.dumps({**GOOD, "data": "0x" + "00" * 600_000}), "too large"),
     ],
-    ids=["empty", "text", "array", "nan", "deep", "huge"],
+    ids=["empty", "text", "array", "nan", "duplicate", "deep", "huge"],
 )
 def test_unreadable_serialized_transaction(signatures_made: list[str], serialized: str, match: str) -> None:
     refuse(signatures_made, serialized, match)

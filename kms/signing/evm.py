@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import rlp
 from eth_account import Account
 from eth_keys import keys as eth_keys
+from eth_keys.backends import CoinCurveECCBackend
 from eth_keys.exceptions import ValidationError as EthKeysValidationError
 from eth_utils import keccak, to_checksum_address
 
@@ -39,6 +40,8 @@ from kms.signing.evm_tx import (
 
 T = TypeVar("T")
 
+_SECP256K1 = CoinCurveECCBackend()
+"""libsecp256k1 through coincurve, named explicitly so eth-keys never falls back to its pure-Python curve."""
 _PRIVATE_KEY = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64}")
 _CHAIN_ID_MAX = 2**53 - 1
 
@@ -118,7 +121,7 @@ class EvmSigner:
         fields = parse_evm_transaction(pending.serialized_transaction, self._rules)
         with _key_buffer(key) as secret:
             try:
-                private_key = eth_keys.PrivateKey(secret.bytes())
+                private_key = eth_keys.PrivateKey(secret.bytes(), backend=_SECP256K1)
             except EthKeysValidationError:
                 raise SigningError(
                     f"the key for signatureId {key.signature_id!r} is not a valid secp256k1 private key"

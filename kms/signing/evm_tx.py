@@ -139,7 +139,9 @@ def _load_json(serialized: object, code: str) -> dict[str, Any]:
     if len(serialized) > MAX_SERIALIZED_CHARS:
         raise SigningError(f"{code} serializedTransaction is too large ({len(serialized)} characters)")
     try:
-        tx = json.loads(serialized, parse_constant=_refuse_constant)
+        tx = json.loads(serialized, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    except _DuplicateField as duplicate:
+        raise SigningError(f"{code} serializedTransaction repeats the field {_safe_name(str(duplicate))}") from None
     except (ValueError, RecursionError):
         raise SigningError(f"{code} serializedTransaction is not valid JSON") from None
     if not isinstance(tx, dict):
@@ -149,6 +151,20 @@ def _load_json(serialized: object, code: str) -> dict[str, Any]:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(name)
+
+
+class _DuplicateField(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on which copy of a repeated field wins; a signer must not guess.
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise _DuplicateField(name)
+        out[name] = value
+    return out
 
 
 def _check_keys(tx: Mapping[str, Any], rules: ParseRules) -> None:

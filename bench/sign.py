@@ -1,0 +1,130 @@
+"""Signing throughput in one process: kms's signers beside the raw secp256k1 sign rate measured in the same run.
+
+Run: .venv/bin/python bench/sign.py [--seconds S] [--only NAME]
+The ratio raw/kms shows what parsing, checking and encoding cost on top of the signature itself. Each section is a
+function in SECTIONS returning its rows; add a chain family by appending one (name, function) pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import coincurve
+from eth_utils import keccak
+
+from kms.chains.base import PendingTransaction, SigningKey
+from kms.signing.evm import evm_signer
+
+ETH_KEY = "0xdae259f7edf7c4b7370e5041a330638bd03d2ea87ef49cb175f88f8c41c3292b"
+ETH_TX = {
+    "to": "0x22d44d45fb79e5cdfbd2881cc3992a5ac53d2c4d",
+    "value": "1000",
+    "gasPrice": "20000000000",
+    "gas": "21000",
+    "nonce": 7,
+    "chainId": 11155111,
+}
+ERC20_DATA = (
+    "0xa9059cbb00000000000000000000000022d44d45fb79e5cdfbd2881cc3992a5ac53d2c4d"
+    "0000000000000000000000000000000000000000000000000de0b6b3a7640000"
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    per_second: float
+
+
+def rate(operation: Callable[[], object], seconds: float) -> float:
+    """Operations per second over at least ``seconds`` (after a short warm-up)."""
+    for _ in range(20):
+        operation()
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(50):
+            operation()
+        count += 50
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)
+
+
+def raw_secp256k1_rate(seconds: float) -> float:
+    """coincurve's recoverable RFC 6979 signature over a 32-byte digest: the floor any EVM signer pays."""
+    key = coincurve.PrivateKey(bytes.fromhex(ETH_KEY[2:]))
+    digest = keccak(b"bench digest")
+    return rate(lambda: key.sign_recoverable(digest, hasher=None), seconds)
+
+
+def evm_section(seconds: float) -> list[Row]:
+    signer = evm_signer("ETH")
+    keys = [SigningKey(signature_id="bench", private_key=ETH_KEY)]
+    transfer = PendingTransaction(id="bench", chain="ETH", serialized_transaction=json.dumps(ETH_TX))
+    token = PendingTransaction(
+        id="bench",
+        chain="ETH",
+        serialized_transaction=json.dumps(
+            {**ETH_TX, "to": "0x" + "11" * 20, "value": "0", "data": ERC20_DATA, "gas": "60000"}
+        ),
+    )
+    celo = evm_signer("CELO")
+    celo_tx = {**ETH_TX, "chainId": 44787, "gasLimit": ETH_TX["gas"], "gas": None}
+    celo_pending = PendingTransaction(id="bench", chain="CELO", serialized_transaction=json.dumps(celo_tx))
+    raw = raw_secp256k1_rate(seconds)
+    rows = [
+        Row("coincurve sign_recoverable (raw secp256k1, same run)", raw),
+        Row(
+            "ETH transfer: EvmSigner.sign (parse, check, EIP-155 encode, sign)",
+            rate(lambda: signer.sign(transfer, keys, True), seconds),
+        ),
+        Row("ETH ERC-20 transfer call: EvmSigner.sign", rate(lambda: signer.sign(token, keys, True), seconds)),
+        Row("CELO transfer: CeloSigner.sign (Celo RLP)", rate(lambda: celo.sign(celo_pending, keys, True), seconds)),
+    ]
+    return rows
+
+
+SECTIONS: list[tuple[str, Callable[[float], list[Row]]]] = [
+    ("EVM", evm_section),
+]
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per figure (default 2)")
+    parser.add_argument("--only", choices=[name for name, _ in SECTIONS], help="run one section")
+    args = parser.parse_args(argv)
+    print(f"python {sys.version.split()[0]}, coincurve {_version('coincurve')}, eth-account {_version('eth-account')}")
+    for name, section in SECTIONS:
+        if args.only and name != args.only:
+            continue
+        rows = section(args.seconds)
+        print(f"\n[{name}]")
+        raw = rows[0].per_second
+        for row in rows:
+            ratio = "" if row is rows[0] else f"   raw/kms {raw / row.per_second:5.1f}x"
+            print(f"  {row.label:<70} {row.per_second:>10,.0f} /s{ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
