@@ -171,13 +171,16 @@ def test_klay_chain_id_uses_caver_method(client: httpx.Client, tatum: FakeTatum)
 
 
 @pytest.mark.parametrize(("max_fee", "expected_gwei"), [(31.2, 32), (12, 30), (None, 30)])
-def test_polygon_gas_station(client: httpx.Client, max_fee: float | None, expected_gwei: int) -> None:
+def test_polygon_gas_station(max_fee: float | None, expected_gwei: int) -> None:
     answer = {"fast": {"maxFee": max_fee}} if max_fee is not None else {"standard": {}}
-    with FakeTatum(gas_station=answer) as station:
-        lookups, _ = lookups_for(client, station)
+    headers = {"x-api-key": API_KEY, "x-testnet-type": "ethereum-sepolia"}  # as the daemon's client carries them
+    with FakeTatum(gas_station=answer) as station, httpx.Client(base_url=station.url, headers=headers) as keyed:
+        lookups, _ = lookups_for(keyed, station)
         assert lookups.gas_price("MATIC", True) == expected_gwei * GWEI
         assert [r.path for r in station.requests] == ["/gasstation"]
-        assert "x-api-key" not in station.requests[0].headers  # the Tatum key never leaves for a third party
+        sent = {name.lower(): value for name, value in station.requests[0].headers.items()}
+        assert "x-api-key" not in sent and "x-testnet-type" not in sent  # the Tatum key never goes to a third party
+        assert API_KEY not in json.dumps(sent)
 
 
 def test_polygon_without_gas_station_asks_the_node(client: httpx.Client, tatum: FakeTatum) -> None:

@@ -30,6 +30,7 @@ from kms.errors import TatumApiError
 GWEI = 10**9
 POLYGON_GAS_STATION = "https://gasstation.polygon.technology/v2"
 KMS_CLIENT_VERSION = "8.0.1"
+_NEUTRAL_HEADERS = frozenset({"accept", "accept-encoding", "connection", "user-agent"})
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,9 @@ class _Transient(Exception):
 class TatumEvmLookups:
     """ChainLookups for the EVM chains, over an httpx client whose base_url is the Tatum API.
 
-    The API key is sent per request (``x-api-key``, and in the node-gateway path as the SDK does); it is never sent to
-    the Polygon gas station, so the client must not carry it as a default header."""
+    The API key is sent per request (``x-api-key``, and in the node-gateway path as the SDK does). The request to the
+    Polygon gas station drops every default header of the client, so a client that carries the key as a default
+    header (as the daemon's does) never hands it to that third party."""
 
     def __init__(
         self,
@@ -199,7 +201,7 @@ class TatumEvmLookups:
     def _polygon_gas_station(self, source: PolygonGasStation) -> int:
         assert self._gas_station is not None
         url = self._gas_station
-        answer = self._call("Polygon gas station", lambda: self._client.get(url))
+        answer = self._call("Polygon gas station", lambda: self._client.send(self._third_party_request(url)))
         fast = answer.get("fast") if isinstance(answer, dict) else None
         raw = fast.get("maxFee") if isinstance(fast, dict) else None
         gwei = Decimal(source.minimum_gwei)
@@ -211,6 +213,14 @@ class TatumEvmLookups:
             if not gwei.is_finite() or gwei > 10**12:
                 raise TatumApiError("the Polygon gas station answered with an unusable maxFee")
         return math.ceil(gwei) * GWEI
+
+    def _third_party_request(self, url: str) -> httpx.Request:
+        """A GET that carries none of the client's default headers (they may hold the Tatum API key)."""
+        request = self._client.build_request("GET", url)
+        for name in list(self._client.headers.keys()):
+            if name.lower() not in _NEUTRAL_HEADERS:
+                del request.headers[name]
+        return request
 
     def _call(self, what: str, send: Callable[[], httpx.Response]) -> Any:
         policy = self._retry
