@@ -55,7 +55,8 @@ class AwsSecretsManagerProvider:
     def __init__(self, settings: Settings, retry: RetryPolicy | None = None) -> None:
         self._boto3 = import_extra("boto3", NAME, "aws")
         (self._secret_name,) = require(settings, NAME, "TATUM_KMS_AWS_SECRET_NAME")
-        self._region = setting(settings, "TATUM_KMS_AWS_REGION")
+        # botocore itself reads only AWS_DEFAULT_REGION (and profiles); EKS injects AWS_REGION as well.
+        self._region = setting(settings, "TATUM_KMS_AWS_REGION") or setting(settings, "AWS_REGION")
         self._secret_key = setting(settings, "TATUM_KMS_AWS_SECRET_KEY")
         self._access_key_id = setting(settings, "TATUM_KMS_AWS_ACCESS_KEY_ID")
         self._secret_access_key = setting(settings, "TATUM_KMS_AWS_SECRET_ACCESS_KEY")
@@ -177,7 +178,7 @@ def _describe_botocore(exc: Exception) -> str:
     from botocore import exceptions as bce
 
     if isinstance(exc, bce.NoRegionError):
-        return "no region; set TATUM_KMS_AWS_REGION (or AWS_REGION)"
+        return "no region; set TATUM_KMS_AWS_REGION (or AWS_REGION / AWS_DEFAULT_REGION)"
     if isinstance(exc, bce.NoCredentialsError):
         return (
             "no AWS credentials found (IRSA/Pod Identity variables, instance role, AWS_PROFILE, "

@@ -9,6 +9,7 @@ one-ARN policy of the README cannot be enforced here; the test proves instead th
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,8 +75,6 @@ def moto() -> Iterator[Moto]:
 @pytest.fixture
 def proxy(moto: Moto, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[AwsProxy]:
     """A proxy to moto, and an environment where boto3 finds no credentials of its own."""
-    import os
-
     for key in list(os.environ):
         if key.startswith("AWS_"):
             monkeypatch.delenv(key)
@@ -223,3 +222,37 @@ def test_no_credentials_anywhere_is_explained(proxy: AwsProxy) -> None:
     with pytest.raises(ProviderError, match="no AWS credentials found"):
         get_provider("aws", settings).fetch()
     assert proxy.count() == 0
+
+
+def test_region_and_sdk_variables_from_the_env_file(proxy: AwsProxy, tmp_path: Path, monkeypatch) -> None:
+    from kms.settings import load_settings
+
+    env_file = tmp_path / "kms.env"
+    env_file.write_text(
+        "TATUM_KMS_AWS_SECRET_NAME=kms/plain\n"
+        "TATUM_KMS_AWS_ACCESS_KEY_ID=AKIAFROMENVFILE00001\n"
+        "TATUM_KMS_AWS_SECRET_ACCESS_KEY=from-env-file\n"
+        f"AWS_REGION={REGION}\n"
+        "AWS_MAX_ATTEMPTS=1\n"
+        "AWS_ENDPOINT_URL=http://127.0.0.1:9\n"  # the real environment's value must win
+    )
+    env_file.chmod(0o600)
+    for exported in ("AWS_MAX_ATTEMPTS", "AWS_REGION"):  # recorded as absent, so teardown removes the exports
+        monkeypatch.setenv(exported, "placeholder")
+        monkeypatch.delenv(exported)
+    settings = load_settings(env_file)
+    assert get_provider("aws", settings).fetch().bytes() == STORE_PASSWORD.encode()
+    assert f"/{REGION}/secretsmanager/" in proxy.requests[0].headers["Authorization"]
+    # SDK variables reach boto3 as dotenv put them into process.env upstream; TATUM_* secrets are not exported.
+    assert os.environ["AWS_MAX_ATTEMPTS"] == "1" and os.environ["AWS_REGION"] == REGION
+    assert os.environ["AWS_ENDPOINT_URL"] == proxy.url
+    assert "TATUM_KMS_AWS_SECRET_ACCESS_KEY" not in os.environ
+
+
+def test_no_region_is_explained(proxy: AwsProxy) -> None:
+    with pytest.raises(ProviderError, match="no region; set TATUM_KMS_AWS_REGION"):
+        get_provider("aws", static_keys(TATUM_KMS_AWS_REGION="")).fetch()
+
+
+def test_exports_did_not_leak_from_the_previous_test() -> None:
+    assert "AWS_MAX_ATTEMPTS" not in os.environ
