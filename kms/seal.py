@@ -375,6 +375,11 @@ def _connect_checked(socket_path: str | os.PathLike[str], timeout: float) -> soc
 def _exchange(sock: socket.socket, op: bytes, payload: memoryview | bytes = b"") -> tuple[bytes, str]:
     try:
         _send_frame(sock, op, payload)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the daemon may refuse (and hang up) before reading the request: its answer is still queued for us
+    except TimeoutError:
+        raise SealError("the daemon did not answer in time") from None
+    try:
         header = bytearray(_HEADER.size)
         _recv_exact(sock, memoryview(header))
         kind, length = _HEADER.unpack(bytes(header))
