@@ -140,7 +140,8 @@ def parse_bitcore_json(text: str, network: SigningNetwork) -> BitcoreTransaction
         raise SigningError("transaction hash does not match its content")
     change_script = data.get("changeScript")
     _check_change(data.get("changeIndex"), change_script, tx)
-    fee = data.get("fee")
+    # Only bitcore's checked serialization (DOGE) reads the fee field; elsewhere upstream ignores it.
+    fee = data.get("fee") if network.checked_serialization else None
     return BitcoreTransaction(
         tx=tx,
         spent=tuple(spent),
