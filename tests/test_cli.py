@@ -80,6 +80,7 @@ def test_storemanagedwallet_then_keys_and_addresses_match_upstream(home: Path) -
 def test_testnet_flag_and_kebab_case_env_file(home: Path, tmp_path: Path) -> None:
     env_file = tmp_path / "kms.env"
     env_file.write_text(f"TATUM_KMS_PASSWORD={PASSWORD}\n")
+    env_file.chmod(0o600)
     result = run_kms(
         ["storemanagedwallet", "BTC", "--testnet", "--env-file", str(env_file)],
         home,

@@ -118,3 +118,35 @@ class Chain(Protocol):
         ...
 
     def validate_address(self, address: str, testnet: bool) -> None: ...
+
+
+class LazySigner:
+    """A signer built on first use, so commands that never sign do not load the signing libraries.
+
+    ``target`` is ``"module:factory"``; the factory is called with ``args`` and must return a Signer.
+    """
+
+    def __init__(self, target: str, *args: Any) -> None:
+        self._target = target
+        self._args = args
+        self._signer: Signer | None = None
+
+    def load(self) -> Signer:
+        if self._signer is None:
+            import importlib
+
+            module_name, attr = self._target.split(":")
+            self._signer = getattr(importlib.import_module(module_name), attr)(*self._args)
+        return self._signer
+
+    def sign(
+        self,
+        pending: PendingTransaction,
+        keys: Sequence[SigningKey],
+        testnet: bool,
+        lookups: ChainLookups | None = None,
+    ) -> str:
+        return self.load().sign(pending, keys, testnet, lookups)
+
+    def __repr__(self) -> str:
+        return f"LazySigner({self._target!r}, {', '.join(map(repr, self._args))})"

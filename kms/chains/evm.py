@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bip_utils import EthAddrDecoder, EthAddrEncoder, OneAddrDecoder, Secp256k1PublicKey
 
+from kms.chains.base import LazySigner
 from kms.chains.bip44 import Bip44Network, Secp256k1Bip44Chain
 from kms.chains.common import attempt, is_hex, network_name, parse_hex
 from kms.errors import InvalidKeyError
@@ -73,3 +74,8 @@ VET = EvmChain("VET", "vet", 818)
 KCS = EvmChain("KCS", "kcs", 60)
 
 CHAINS = (ETH, BSC, MATIC, CELO, KLAY, XDC, ONE, VET, KCS)
+
+# VET is not an Ethereum-format chain (its transactions are Thor clauses); it has no signer yet.
+for _chain in CHAINS:
+    if _chain is not VET:
+        _chain.signer = LazySigner("kms.signing.evm:evm_signer", _chain.code)

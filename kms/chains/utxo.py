@@ -25,6 +25,7 @@ from bip_utils import (
     WifPubKeyModes,
 )
 
+from kms.chains.base import LazySigner, Signer
 from kms.chains.bip44 import TPUB, XPUB, Bip44Network, Secp256k1Bip44Chain
 from kms.chains.common import attempt, network_name, succeeds
 from kms.errors import InvalidKeyError
@@ -153,3 +154,18 @@ BCH = UtxoChain(
 )
 
 CHAINS = (BTC, LTC, DOGE, BCH)
+
+
+def build_signer(code: str) -> Signer:
+    """Signing libraries load on first use; BCH signs differently (Schnorr, SIGHASH_FORKID, hex + amounts)."""
+    from kms.signing.bch import BchSigner
+    from kms.signing.utxo import UtxoSigner
+    from kms.signing.utxo_common import BITCOIN, DOGECOIN, LITECOIN
+
+    if code == BCH.code:
+        return BchSigner()
+    return UtxoSigner({BTC.code: BITCOIN, LTC.code: LITECOIN, DOGE.code: DOGECOIN}[code])
+
+
+for _chain in CHAINS:
+    _chain.signer = LazySigner("kms.chains.utxo:build_signer", _chain.code)

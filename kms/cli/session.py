@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from argparse import Namespace
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from backends import PasswordProvider, get_provider
+from backends.base import backend_from_flags
 from kms import settings as settings_mod
 from kms.errors import StoreError, UsageError
 from kms.hygiene import harden_process
@@ -24,35 +25,26 @@ def store_path(args: Namespace) -> Path:
     return Path(given).expanduser() if given else DEFAULT_STORE_PATH
 
 
-def load_settings(args: Namespace) -> dict[str, str]:
+def load_settings(args: Namespace) -> Mapping[str, str]:
     return settings_mod.load_settings(getattr(args, "envFile", None))
 
 
-def backend_name(args: Namespace, settings: dict[str, str]) -> str:
-    """--backend NAME, or upstream's --vgs/--azure/--aws; with neither, upstream's default: the password from
-    TATUM_KMS_PASSWORD when it is set, otherwise a no-echo prompt."""
-    chosen = [name for name in ("vgs", "azure", "aws") if getattr(args, name, False)]
-    explicit = getattr(args, "backend", None)
-    if explicit:
-        chosen.append(explicit.strip().lower())
-    if len(set(chosen)) > 1:
-        raise UsageError(f"choose one password backend, not {' and '.join(sorted(set(chosen)))}")
-    if chosen:
-        return chosen[0]
-    if settings.get("TATUM_KMS_PASSWORD") or settings.get("TATUM_KMS_PASSWORD_FILE"):
-        return "env"
-    return "prompt"
+def backend_name(args: Namespace, settings: Mapping[str, str]) -> str:
+    return backend_from_flags(
+        getattr(args, "backend", None),
+        vgs=bool(getattr(args, "vgs", False)),
+        azure=bool(getattr(args, "azure", False)),
+        aws=bool(getattr(args, "aws", False)),
+        settings=settings,
+    )
 
 
-def password_provider(args: Namespace, settings: dict[str, str]) -> PasswordProvider:
+def password_provider(args: Namespace, settings: Mapping[str, str]) -> PasswordProvider:
     return get_provider(backend_name(args, settings), settings)
 
 
 def insecure_test_kdf() -> bool:
-    if os.environ.get(INSECURE_TEST_KDF_ENV) == "1":
-        sys.stderr.write(f"warning: {INSECURE_TEST_KDF_ENV}=1: using a deliberately weak KDF (tests only)\n")
-        return True
-    return False
+    return os.environ.get(INSECURE_TEST_KDF_ENV) == "1"
 
 
 @contextmanager
@@ -64,6 +56,8 @@ def open_store(args: Namespace, *, create: bool = False) -> Iterator[WalletStore
     if probe == "missing" and not create:
         raise StoreError(f"no wallet store at {path}; create one with generatemanagedwallet or storemanagedwallet")
     weak = insecure_test_kdf()
+    if weak and probe == "missing":
+        sys.stderr.write(f"warning: {INSECURE_TEST_KDF_ENV}=1: creating a store with a deliberately weak KDF\n")
     settings = load_settings(args)
     provider = password_provider(args, settings)
     with provider.fetch() as password:

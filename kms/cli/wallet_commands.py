@@ -128,7 +128,7 @@ def getprivatekey(args: Namespace) -> int:
 
 def _private_key(chain: Chain, wallet: StoredWallet, index: int) -> str:
     fields = wallet.fields()
-    if fields.get("mnemonic"):
+    if fields.get("mnemonic") and chain.uses_mnemonic:
         return chain.private_key_at(fields["mnemonic"], index, wallet.meta.testnet)
     # A key wallet holds exactly one key; the index does not apply (upstream derives from an empty mnemonic here).
     key = fields.get("privateKey") or fields.get("secret")
@@ -150,7 +150,7 @@ def address_of(chain: Chain, wallet: StoredWallet, index: int) -> str:
     testnet = wallet.meta.testnet
     if fields.get("address"):
         return fields["address"]
-    if fields.get("mnemonic"):
+    if fields.get("mnemonic") and chain.uses_mnemonic:
         return chain.address_at(fields, index, testnet)
     key = fields.get("privateKey") or fields.get("secret")
     if not key:
