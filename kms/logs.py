@@ -18,7 +18,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from types import TracebackType
@@ -176,6 +176,23 @@ def register_api_key(api_key: str | SecretBuffer) -> None:
 
 def redact(text: str) -> str:
     return REDACTOR.redact(text)
+
+
+def register_configured_secrets(settings: Mapping[str, str]) -> None:
+    """Register every credential among the settings (kms.settings.SECRET_SETTINGS, the audit HMAC key); the Tatum
+    API key as its mask. Call once at start, after loading the settings."""
+    from kms.audit import HMAC_KEY_SETTING
+    from kms.settings import SECRET_SETTINGS
+
+    for key in sorted(SECRET_SETTINGS | {HMAC_KEY_SETTING}):
+        value = settings.get(key)
+        if not value or not value.strip():
+            continue
+        if key == "TATUM_API_KEY":
+            register_api_key(value.strip())
+        else:
+            register_secret(value)
+            register_secret(value.strip())
 
 
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
@@ -337,6 +354,7 @@ __all__ = [
     "configure",
     "redact",
     "register_api_key",
+    "register_configured_secrets",
     "register_secret",
     "transaction_logger",
 ]

@@ -263,3 +263,20 @@ raise ValueError("main saw " + {PASSWORD!r} + " " + {CANARIES["xprv"]!r})
     assert "RuntimeError: thread saw [REDACTED-MNEMONIC]" in events[0]["exception"]
     assert "ValueError: main saw [REDACTED] [REDACTED-KEY]" in events[1]["exception"]
     assert_clean(proc.stderr)
+
+
+def test_configured_secrets_are_registered(capture: io.StringIO) -> None:
+    logs.configure("json", stream=capture)
+    settings = {
+        "TATUM_KMS_VAULT_TOKEN": "canary-vault-token-123",
+        "TATUM_KMS_AUDIT_HMAC_KEY": "canary-audit-key-0123456789abcdef0123456789",
+        "TATUM_API_KEY": "t-another-canary-api-key-0123456789",
+        "TATUM_KMS_VAULT_ADDR": "https://vault.example:8200",
+    }
+    logs.register_configured_secrets(settings)
+    logging.getLogger("kms").info("settings: %s", settings)
+    text = capture.getvalue()
+    for key in ("TATUM_KMS_VAULT_TOKEN", "TATUM_KMS_AUDIT_HMAC_KEY", "TATUM_API_KEY"):
+        assert settings[key] not in text
+    assert mask_api_key(settings["TATUM_API_KEY"]) in text
+    assert "https://vault.example:8200" in text, "settings that are not credentials stay readable"
