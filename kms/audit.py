@@ -231,7 +231,9 @@ def _utc_now() -> str:
 
 class AuditLog:
     """Appends records to one audit file. Thread-safe; an advisory lock on the file also keeps two processes that
-    share it from forking the chain (each append re-reads the tail when the file grew under it)."""
+    share it from forking the chain (each append re-reads the tail when the file grew under it). A file that shrank
+    under it (truncated, copytruncate-rotated) is refused rather than restarted: do not rotate a log that is open;
+    start the daemon with a new file instead."""
 
     def __init__(self, path: Path, hmac_key: SecretBuffer | None = None) -> None:
         self.path = Path(path)
@@ -257,6 +259,8 @@ class AuditLog:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         except BaseException:
             os.close(self._fd)
+            if self._key is not None:
+                self._key.wipe()
             raise
 
     @property
@@ -278,7 +282,11 @@ class AuditLog:
                 raise AuditLogError(f"the audit log {self.path} is closed")
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                if os.fstat(self._fd).st_size != self._end:
+                size = os.fstat(self._fd).st_size
+                if size < self._end:
+                    # Never restart the chain on a file that lost records under us: that would hide the loss.
+                    raise self._broken(f"it shrank from {self._end} to {size} bytes since the last record")
+                if size > self._end:  # another process appended: continue after its record
                     self._load_tail()
                 full: dict[str, Any] = {"seq": self._seq + 1, "time": _utc_now(), **record, "prev": self._prev}
                 if self._key is not None:

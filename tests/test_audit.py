@@ -247,6 +247,17 @@ def test_append_refuses_a_tail_that_grew_broken_after_opening(tmp_path: Path) ->
             log.append(decision(2))
 
 
+def test_append_refuses_a_file_truncated_under_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        log.append(decision(1))
+        log.append(decision(2))
+        os.truncate(path, 0)
+        with pytest.raises(AuditLogError, match="shrank"):
+            log.append(decision(3))
+    assert path.read_bytes() == b""
+
+
 def test_keyed_and_unkeyed_records_are_never_mixed(tmp_path: Path) -> None:
     plain, keyed = tmp_path / "plain.jsonl", tmp_path / "keyed.jsonl"
     write_log(plain, 2)
