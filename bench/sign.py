@@ -94,8 +94,60 @@ def evm_section(seconds: float) -> list[Row]:
     return rows
 
 
+def _btc_ten_input_pending() -> tuple[PendingTransaction, list[SigningKey]]:
+    """A BTC pending transaction in upstream's bitcore shape: 10 P2WPKH inputs from 10 keys, 2 outputs."""
+    from bitcointx.base58 import encode as base58_encode
+    from bitcointx.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, Hash, Hash160, b2lx
+    from bitcointx.core.script import OP_0, CScript
+
+    keys: list[SigningKey] = []
+    inputs: list[dict[str, object]] = []
+    tx = CMutableTransaction(nVersion=2)
+    for i in range(10):
+        secret = bytes([i + 1]) * 32
+        payload = b"\x80" + secret + b"\x01"
+        keys.append(SigningKey(f"wallet-{i}", base58_encode(payload + Hash(payload)[:4]), None))
+        script = CScript([OP_0, Hash160(coincurve.PrivateKey(secret).public_key.format())])
+        txid = bytes([i]) * 32
+        tx.vin.append(CMutableTxIn(COutPoint(txid, i)))
+        inputs.append(
+            {
+                "prevTxId": txid[::-1].hex(),
+                "outputIndex": i,
+                "sequenceNumber": 0xFFFFFFFF,
+                "script": "",
+                "output": {"satoshis": 100_000, "script": bytes(script).hex()},
+            }
+        )
+    outputs = [(600_000, CScript([OP_0, b"\x11" * 20])), (390_000, CScript([OP_0, b"\x22" * 20]))]
+    tx.vout.extend(CMutableTxOut(v, s) for v, s in outputs)
+    body = {
+        "hash": b2lx(tx.GetTxid()),
+        "version": 2,
+        "inputs": inputs,
+        "nLockTime": 0,
+        "outputs": [{"satoshis": v, "script": bytes(s).hex()} for v, s in outputs],
+    }
+    return PendingTransaction(id="bench", chain="BTC", serialized_transaction=json.dumps(body)), keys
+
+
+def btc_section(seconds: float) -> list[Row]:
+    from kms.signing.utxo import UtxoSigner
+    from kms.signing.utxo_common import BITCOIN
+
+    pending, keys = _btc_ten_input_pending()
+    signer = UtxoSigner(BITCOIN)
+    return [
+        Row(
+            "BTC 10-input P2WPKH transaction: UtxoSigner.sign (transactions/s)",
+            rate(lambda: signer.sign(pending, keys, False), seconds),
+        ),
+    ]
+
+
 SECTIONS: list[tuple[str, Callable[[float], list[Row]]]] = [
     ("EVM", evm_section),
+    ("BTC", btc_section),
 ]
 
 
