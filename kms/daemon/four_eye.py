@@ -1,0 +1,82 @@
+"""Four-eye approval: ask an external system before signing (upstream's --externalUrl).
+
+``GET {url}/{id}``, or with method POST the pending transaction as JSON to the same address. Only a 2xx approves.
+A 4xx is an explicit refusal (final: reported once, never asked again). Anything else (timeout, no connection, 3xx,
+5xx) is "unavailable": not signed now, asked again next cycle. No retries within a cycle and no redirects followed:
+the answer must come from the configured address.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+
+from kms.chains.base import PendingTransaction
+from kms.tatum.errors import excerpt
+from kms.tatum.proxy import transport_for
+
+log = logging.getLogger("kms.daemon")
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class Verdict(enum.Enum):
+    APPROVED = "approved"
+    REFUSED = "refused"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reason: str
+
+    @property
+    def approved(self) -> bool:
+        return self.verdict is Verdict.APPROVED
+
+
+class FourEye:
+    """Thread-safe (one httpx.Client)."""
+
+    def __init__(self, url: str, method: str = "GET", timeout: float = DEFAULT_TIMEOUT, max_connections: int = 32):
+        method = method.upper()
+        if method not in ("GET", "POST"):
+            raise ValueError("the external URL method is GET or POST")
+        self.url = url.rstrip("/")
+        self.method = method
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            trust_env=False,
+            transport=transport_for(self.url, limits),
+            headers={"accept": "application/json"},
+        )
+
+    def check(self, pending: PendingTransaction) -> Decision:
+        target = f"{self.url}/{quote(pending.id, safe='')}"
+        try:
+            if self.method == "POST":
+                response = self._http.post(target, json=dict(pending.raw))
+            else:
+                response = self._http.get(target)
+        except httpx.TimeoutException:
+            return Decision(Verdict.UNAVAILABLE, "the approval server did not answer in time")
+        except httpx.TransportError as exc:
+            return Decision(Verdict.UNAVAILABLE, f"the approval server is unreachable ({type(exc).__name__})")
+        status = response.status_code
+        if 200 <= status < 300:
+            return Decision(Verdict.APPROVED, f"HTTP {status}")
+        body = excerpt(response.text, 120) if response.content else ""
+        detail = f"HTTP {status}" + (f": {body}" if body else "")
+        if 400 <= status < 500:
+            return Decision(Verdict.REFUSED, detail)
+        return Decision(Verdict.UNAVAILABLE, detail)
+
+    def close(self) -> None:
+        self._http.close()

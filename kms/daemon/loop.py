@@ -1,0 +1,484 @@
+"""The daemon's poll-sign-broadcast cycle.
+
+Per cycle: every chain is polled concurrently (its signatureIds come from the store without decrypting anything);
+each pending transaction goes to a bounded worker pool, where it is checked against the journal and the four-eye
+server, its keys are resolved, it is signed through the chain registry, journaled (fsynced) and broadcast. Failures of
+the cycle go to the Tatum API in one batch call. Nothing here knows a chain: signing goes through ``Chain.signer``,
+so a chain that gains a signer works without a change here.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kms.chains import get_chain
+from kms.chains.base import Chain, ChainLookups, PendingTransaction
+from kms.daemon.four_eye import FourEye, Verdict
+from kms.daemon.journal import Journal, JournalStore, State
+from kms.daemon.keys import WalletSource, resolve_keys
+from kms.errors import KmsError, SigningError, TatumApiError, UsageError
+from kms.logs import transaction_logger
+from kms.metrics import Metrics, NullMetrics
+from kms.store.errors import JournalConflictError
+from kms.tatum.client import MAX_SIGNATURE_IDS, TatumClient
+
+log = logging.getLogger("kms.daemon")
+
+AuditSink = Callable[[Mapping[str, object]], object]
+MAX_ERROR_TEXT = 1000
+_REPORTED_MEMORY = 100_000
+
+
+class DaemonStore(WalletSource, JournalStore, Protocol):
+    def signature_ids(self, chain: str, testnet: bool) -> list[str]: ...
+    def counts(self) -> dict[tuple[str, bool], int]: ...
+
+
+class SealState(Protocol):
+    """A sealed start (kms.seal): no cycle runs while sealed."""
+
+    @property
+    def sealed(self) -> bool: ...
+
+    def wait_unsealed(self, timeout: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    chains: tuple[str, ...]
+    testnet: bool
+    period: float = 5.0
+    concurrency: int = 16
+    run_once: bool = False
+    wallets: tuple[str, ...] | None = None
+    """runOnce only: poll with these signatureIds (sent to every chain, as upstream) instead of the store's."""
+    transaction_ids: frozenset[str] | None = None
+    """runOnce only: process only these pending ids."""
+
+
+class Outcome(enum.Enum):
+    BROADCAST = "broadcast"
+    REBROADCAST = "rebroadcast"
+    REFUSED = "refused"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class CycleReport:
+    pending: int = 0
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    chain_errors: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+
+    def error(self, pending_id: str, message: str) -> None:
+        text = " ".join(message.split())[:MAX_ERROR_TEXT]
+        with self._lock:
+            self.errors.append({"signatureId": pending_id, "error": text})
+
+    def chain_error(self, chain: str, message: str) -> None:
+        with self._lock:
+            self.chain_errors[chain] = message
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "pending": self.pending,
+            **{o.value: self.outcomes.get(o, 0) for o in Outcome},
+            "reported": len(self.errors),
+            "chainErrors": dict(self.chain_errors),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class _Failure(KmsError):
+    """A per-transaction failure with the stage it happened in (a metrics error kind)."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        store: DaemonStore,
+        client: TatumClient,
+        *,
+        four_eye: FourEye | None = None,
+        lookups: ChainLookups | None = None,
+        registry: Callable[[str], Chain] = get_chain,
+        metrics: Metrics | None = None,
+        audit: AuditSink | None = None,
+        stop: threading.Event | None = None,
+        seal: SealState | None = None,
+    ) -> None:
+        if config.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.config = config
+        self.store = store
+        self.client = client
+        self.four_eye = four_eye
+        self.lookups = lookups
+        self.registry = registry
+        self.metrics: Metrics = metrics or NullMetrics()
+        self.audit = audit
+        self.stop = stop or threading.Event()
+        self.seal = seal
+        self.cycle_lock = threading.Lock()
+        """Held for the length of a cycle; sealing takes it so the keys are never dropped under a running cycle."""
+        self.journal = Journal(store)
+        self.last_cycle_end: float | None = None
+        self.last_report: CycleReport | None = None
+        self._tx_pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="kms-tx")
+        self._poll_pool = ThreadPoolExecutor(
+            max_workers=max(1, min(len(config.chains), 32)), thread_name_prefix="kms-poll"
+        )
+        self._inflight: set[str] = set()
+        self._refused_this_run: set[str] = set()
+        self._reported: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the polled chains' signers now (their libraries are imported on first use): otherwise the first
+        cycle's workers would all queue behind one import."""
+        for code in self.config.chains:
+            try:
+                signer = self.registry(code).signer
+                if signer is not None and hasattr(signer, "load"):
+                    signer.load()
+            except Exception as exc:  # a signer that cannot load fails its transactions later, with a report
+                log.error("could not load the %s signer (%s)", code, type(exc).__name__)
+
+    # -- the cycle --------------------------------------------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        """Cycles every ``period`` seconds (a cycle that overruns is followed at once by the next) until ``stop``;
+        with ``run_once``, exactly one cycle. While sealed, waits for the unseal."""
+        while not self.stop.is_set():
+            if self.seal is not None and not self.seal.wait_unsealed(0.2):
+                continue
+            started = time.monotonic()
+            with self.cycle_lock:
+                if self.seal is not None and self.seal.sealed:
+                    continue
+                try:
+                    self.last_report = self.run_cycle()
+                except Exception as exc:  # the loop must survive anything one cycle throws
+                    log.error("cycle failed (%s); continuing", type(exc).__name__)
+                    self.metrics.error("cycle")
+            if self.config.run_once:
+                return
+            self.stop.wait(max(0.0, self.config.period - (time.monotonic() - started)))
+
+    def run_cycle(self) -> CycleReport:
+        report = CycleReport()
+        started = time.monotonic()
+        self.metrics.cycle_started()
+        self._update_wallet_gauge()
+        polls = [self._poll_pool.submit(self._poll_chain, code, report) for code in self.config.chains]
+        work: list[Future[Outcome]] = []
+        for done in as_completed(polls):
+            for pending in done.result():
+                work.append(self._tx_pool.submit(self._process_counted, pending, report))
+        for future in work:
+            future.result()
+        self._report_errors(report)
+        report.seconds = time.monotonic() - started
+        self.metrics.observe_cycle(report.seconds)
+        self.client.versions.tick()
+        self.last_cycle_end = time.monotonic()
+        busy = report.pending or report.errors or report.chain_errors
+        log.log(logging.INFO if busy else logging.DEBUG, "cycle done: %s", report.summary())
+        return report
+
+    def _update_wallet_gauge(self) -> None:
+        try:
+            counts = self.store.counts()
+        except KmsError:
+            return
+        self.metrics.set_wallet_counts(
+            {chain: n for (chain, testnet), n in counts.items() if testnet == self.config.testnet}
+        )
+
+    def _poll_chain(self, code: str, report: CycleReport) -> list[PendingTransaction]:
+        if self.stop.is_set():
+            return []
+        try:
+            ids = (
+                list(self.config.wallets)
+                if self.config.wallets is not None
+                else self.store.signature_ids(code, self.config.testnet)
+            )
+        except KmsError as exc:
+            log.error("cannot list the %s wallets: %s", code, exc)
+            self.metrics.error("store", code)
+            report.chain_error(code, str(exc))
+            return []
+        if not ids:
+            return []
+        if len(ids) > MAX_SIGNATURE_IDS:
+            message = f"Error: Exceeded limit {MAX_SIGNATURE_IDS} wallets for chain {code}."
+            log.error("%s", message)
+            self.metrics.error("wallet_limit", code)
+            report.chain_error(code, message)
+            return []
+        shown = f"{len(ids)} wallets" if len(ids) > 5 else f"wallets {','.join(ids)}"
+        log.debug("Getting pending transaction from %s for %s.", code, shown)
+        try:
+            batch = self.client.pending(code, ids)
+        except TatumApiError as exc:
+            log.error("%s", exc)
+            self.metrics.error("poll", code)
+            report.chain_error(code, str(exc))
+            return []
+        except Exception as exc:  # one chain's surprise must not cost the other chains their cycle
+            log.error("polling %s failed (%s)", code, type(exc).__name__)
+            self.metrics.error("poll", code)
+            report.chain_error(code, f"internal error ({type(exc).__name__})")
+            return []
+        for rejected in batch.rejected:
+            log.warning("%s: skipped a malformed pending transaction (%s)", code, rejected.reason)
+            self.metrics.error("malformed", code)
+            if rejected.pending_id is not None:
+                report.error(rejected.pending_id, f"malformed pending transaction: {rejected.reason}")
+        self.metrics.pending_seen(code, len(batch.transactions))
+        with report._lock:
+            report.pending += len(batch.transactions)
+        return batch.transactions
+
+    # -- one transaction --------------------------------------------------------------------------------------------
+
+    def _process_counted(self, pending: PendingTransaction, report: CycleReport) -> Outcome:
+        outcome = self.process(pending, report)
+        report.count(outcome)
+        return outcome
+
+    def process(self, pending: PendingTransaction, report: CycleReport) -> Outcome:
+        if self.stop.is_set():
+            return Outcome.SKIPPED
+        wanted = self.config.transaction_ids
+        if wanted is not None and pending.id not in wanted:
+            log.info("Tx processing skipped: %s. Expected one of: %s", pending.id, ", ".join(sorted(wanted)))
+            return Outcome.SKIPPED
+        with self._lock:
+            if pending.id in self._inflight or pending.id in self._refused_this_run:
+                return Outcome.SKIPPED
+            self._inflight.add(pending.id)
+        txlog = transaction_logger(log, pending.id, pending.chain)
+        try:
+            return self._process(pending, report, txlog)
+        except _Failure as exc:
+            self._fail(pending, report, txlog, exc.stage, str(exc))
+        except JournalConflictError as exc:
+            # Another process journaled a different payload first: never broadcast ours; theirs goes out next cycle.
+            txlog.error("%s; not broadcasting this signature", exc)
+            self.metrics.error("journal", pending.chain)
+        except KmsError as exc:
+            self._fail(pending, report, txlog, "internal", str(exc))
+        except Exception as exc:  # never let one transaction take the worker down; never print library text
+            self._fail(pending, report, txlog, "internal", f"internal error ({type(exc).__name__}); nothing was signed")
+        finally:
+            with self._lock:
+                self._inflight.discard(pending.id)
+        return Outcome.FAILED
+
+    def _process(self, pending: PendingTransaction, report: CycleReport, txlog: logging.LoggerAdapter[Any]) -> Outcome:
+        code = pending.chain
+        chain = self._stage("chain", lambda: self.registry(code))
+        entry = self._stage("journal", lambda: self.journal.lookup(pending.id))
+        if entry.state is State.REFUSED:
+            txlog.debug("refused earlier by the four-eye server; not asking again")
+            return Outcome.SKIPPED
+        if entry.state is State.NEW and chain.signer is None:
+            raise _Failure("unsupported", f"signing {code} is not supported by this kms")
+        if self.four_eye is not None and not self._approved(pending, report, txlog, entry.state):
+            return Outcome.REFUSED if pending.id in self._refused_this_run else Outcome.UNAVAILABLE
+        if entry.state is State.SIGNED and entry.tx_data is not None:
+            tx_data = entry.tx_data
+            txlog.info("already signed before; broadcasting the same signed transaction again")
+            outcome = Outcome.REBROADCAST
+        else:
+            tx_data = self._sign(pending, chain, txlog)
+            outcome = Outcome.BROADCAST
+        result = self._broadcast(pending, chain, tx_data)
+        self._stage("journal", lambda: self.journal.record_broadcast(pending.id))
+        self.metrics.broadcast(code)
+        self._audit(
+            {"event": "broadcast", "pendingId": pending.id, "chain": code, "txId": result,
+             "rebroadcast": outcome is Outcome.REBROADCAST}
+        )  # fmt: skip
+        txlog.info("Tx was processed: %s (txId %s)", pending.id, result)
+        return outcome
+
+    def _approved(
+        self, pending: PendingTransaction, report: CycleReport, txlog: logging.LoggerAdapter[Any], state: State
+    ) -> bool:
+        assert self.four_eye is not None
+        decision = self.four_eye.check(pending)
+        if decision.approved:
+            return True
+        if decision.verdict is Verdict.REFUSED:
+            txlog.warning("four-eye approval refused (%s); not signed and not asked again", decision.reason)
+            with self._lock:
+                self._refused_this_run.add(pending.id)
+            if state is State.NEW:
+                self._stage("journal", lambda: self.journal.record_refused(pending.id, pending.chain))
+            self.metrics.four_eye_rejected(pending.chain)
+            self._audit(
+                {"event": "refused", "pendingId": pending.id, "chain": pending.chain, "reason": decision.reason}
+            )
+            report.error(pending.id, f"Transaction refused by the four-eye approval server ({decision.reason})")
+        else:
+            txlog.warning("four-eye approval unavailable (%s); not signed, asking again next cycle", decision.reason)
+            self.metrics.error("four_eye_unavailable", pending.chain)
+        return False
+
+    def _sign(self, pending: PendingTransaction, chain: Chain, txlog: logging.LoggerAdapter[Any]) -> str:
+        signer = chain.signer
+        if signer is None:
+            raise _Failure("unsupported", f"signing {pending.chain} is not supported by this kms")
+        indexes = self._stage("keys", lambda: offchain_indexes(signer, pending))
+        keys = self._stage("keys", lambda: resolve_keys(pending, chain, self.store, self.config.testnet, indexes))
+        try:
+            tx_data = self._stage("signing", lambda: signer.sign(pending, keys, self.config.testnet, self.lookups))
+        finally:
+            keys.clear()  # the key strings themselves cannot be wiped; drop the references promptly
+        if not isinstance(tx_data, str) or not tx_data:
+            raise _Failure("signing", f"the {pending.chain} signer returned no transaction")
+        self._stage("journal", lambda: self.journal.record_signed(pending.id, pending.chain, tx_data))
+        self.metrics.signed(pending.chain)
+        self._audit(
+            {"event": "signed", "pendingId": pending.id, "chain": pending.chain,
+             "signatureIds": [*pending.hashes, *(ref.id for ref in pending.signatures)],
+             "txDataSha256": hashlib.sha256(tx_data.encode()).hexdigest()}
+        )  # fmt: skip
+        txlog.info("signed and journaled")
+        return tx_data
+
+    def _broadcast(self, pending: PendingTransaction, chain: Chain, tx_data: str) -> str | None:
+        def send() -> str | None:
+            if pending.withdrawal_id:
+                return self.client.offchain_broadcast(pending.chain, pending.id, pending.withdrawal_id, tx_data).tx_id
+            return self.client.broadcast(chain.broadcast_route, tx_data, pending.id).tx_id
+
+        return self._stage("broadcast", send)
+
+    def _stage(self, stage: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except (_Failure, JournalConflictError):
+            raise
+        except KmsError as exc:
+            raise _Failure(stage, str(exc)) from None
+
+    def _fail(
+        self, pending: PendingTransaction, report: CycleReport, txlog: logging.LoggerAdapter[Any], stage: str, msg: str
+    ) -> None:
+        txlog.error("Could not process transaction id %s (%s), error: %s", pending.id, stage, msg)
+        self.metrics.error(stage, pending.chain)
+        report.error(pending.id, msg)
+        try:
+            self._audit(
+                {"event": "failed", "pendingId": pending.id, "chain": pending.chain, "stage": stage, "error": msg}
+            )
+        except KmsError as exc:
+            log.error("audit log: %s", exc)
+
+    def _audit(self, record: Mapping[str, object]) -> None:
+        """Fail closed: an audit record that cannot be written stops the transaction (before its broadcast)."""
+        if self.audit is None:
+            return
+        try:
+            self.audit(record)
+        except KmsError as exc:
+            raise _Failure("audit", f"audit log: {exc}") from None
+
+    # -- reporting --------------------------------------------------------------------------------------------------
+
+    def _report_errors(self, report: CycleReport) -> None:
+        """One batch call; an identical (id, error) already reported by this process is not sent again."""
+        with self._lock:
+            fresh = [e for e in report.errors if (e["signatureId"], e["error"]) not in self._reported]
+        if not fresh:
+            return
+        try:
+            self.client.report_errors(fresh)
+        except TatumApiError as exc:
+            log.error("could not report %d failures: %s", len(fresh), exc)
+            self.metrics.error("report")
+            return
+        log.info("reported %d failures to /v3/tatum/kms/batch", len(fresh))
+        with self._lock:
+            for entry in fresh:
+                self._reported[(entry["signatureId"], entry["error"])] = None
+            while len(self._reported) > _REPORTED_MEMORY:
+                self._reported.popitem(last=False)
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+
+    def ready(self, now: float | None = None) -> bool:
+        """Unsealed, and a cycle ended recently (within three periods, at least 30 s)."""
+        if self.last_cycle_end is None or (self.seal is not None and self.seal.sealed):
+            return False
+        horizon = max(3 * self.config.period, 30.0)
+        return (time.monotonic() if now is None else now) - self.last_cycle_end <= horizon
+
+    def close(self, wait: bool = True) -> None:
+        self._tx_pool.shutdown(wait=wait, cancel_futures=True)
+        self._poll_pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def offchain_indexes(signer: Any, pending: PendingTransaction) -> list[int] | None:
+    """The derivation indexes an offchain withdrawal is signed at, when its signer derives per input (UTXO chains):
+    the signer's ``offchain_key_indexes(pending)`` when it has one, otherwise the ``withdrawalResponses`` contract of
+    kms.signing.utxo_common. None when the keys come from the usual hashes / index / signatures."""
+    if not pending.withdrawal_id:
+        return None
+    real = signer.load() if hasattr(signer, "load") else signer
+    hook = getattr(real, "offchain_key_indexes", None)
+    if callable(hook):
+        result = hook(pending)
+        return None if result is None else [int(i) for i in result]
+    if isinstance(pending.raw, Mapping) and "withdrawalResponses" in pending.raw:
+        from kms.signing.utxo_common import offchain_derivation_indexes
+
+        return offchain_derivation_indexes(pending)
+    return None
+
+
+def parse_chain_list(text: str | None, supported: Sequence[str]) -> tuple[str, ...]:
+    """``--chain ETH,BTC`` (case-insensitive, duplicates dropped); every supported chain when not given."""
+    if text is None or not text.strip():
+        return tuple(supported)
+    chosen: list[str] = []
+    for part in text.split(","):
+        code = part.strip().upper()
+        if not code:
+            continue
+        if code not in supported:
+            raise UsageError(f"Unsupported chain '{part.strip()}'. Supported: {', '.join(supported)}")
+        if code not in chosen:
+            chosen.append(code)
+    if not chosen:
+        raise UsageError("--chain names no chain")
+    return tuple(chosen)
+
+
+__all__ = ["CycleReport", "Daemon", "DaemonConfig", "Outcome", "SigningError", "parse_chain_list"]

@@ -1,0 +1,51 @@
+"""``kms sandbox``: the Tatum API double in the foreground until SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from argparse import Namespace
+from types import FrameType
+
+from kms.errors import UsageError
+from kms.sandbox.server import Sandbox
+from kms.sandbox.state import SandboxState
+
+
+def run(args: Namespace) -> int:
+    port = int(getattr(args, "port", 0) or 0)
+    if not 0 <= port <= 65535:
+        raise UsageError("--port must be 0 to 65535")
+    latency = float(getattr(args, "latency", 0.0) or 0.0)
+    if latency < 0:
+        raise UsageError("--latency must not be negative")
+    state = SandboxState(api_key=getattr(args, "apiKey", None) or None, latency=latency)
+    state.approval_default = getattr(args, "approval", "approve") or "approve"
+    try:
+        sandbox = Sandbox(port=port, state=state)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror})") from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    with sandbox:
+        print(
+            json.dumps(
+                {
+                    "url": sandbox.url,
+                    "approvalUrl": sandbox.approval_url,
+                    "admin": f"{sandbox.url}/_sandbox/state",
+                    "hint": f"TATUM_API_URL={sandbox.url} kms daemon --testnet --externalUrl {sandbox.approval_url}",
+                }
+            ),
+            flush=True,
+        )
+        sys.stderr.write(f"kms sandbox listening on {sandbox.url} (Ctrl-C to stop)\n")
+        stop.wait()
+    return 0

@@ -1,0 +1,18 @@
+"""Client of the Tatum API endpoints the daemon uses."""
+
+from kms.tatum.client import DEFAULT_API_URL, MAX_SIGNATURE_IDS, BroadcastResult, PendingBatch, TatumClient
+from kms.tatum.errors import MalformedResponseError, TatumHttpError, TatumUnavailableError
+from kms.tatum.retry import RetryingTransport, RetryPolicy
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "MAX_SIGNATURE_IDS",
+    "BroadcastResult",
+    "MalformedResponseError",
+    "PendingBatch",
+    "RetryPolicy",
+    "RetryingTransport",
+    "TatumClient",
+    "TatumHttpError",
+    "TatumUnavailableError",
+]

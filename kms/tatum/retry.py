@@ -1,0 +1,171 @@
+"""Bounded retries for every request made to the Tatum API, as an httpx transport.
+
+Retried: no answer (connection refused or reset, timeouts, a broken response) and the statuses that mean "try again
+later" (5xx, 429). A 429 or 503 with ``Retry-After`` waits what the server asked for, unless that is longer than the
+policy's cap, in which case the answer is returned at once rather than waiting less than asked. Every other status is
+the caller's to judge, at once. Retrying at the transport means every caller (the daemon's own calls and the signers'
+look-ups) gets the same policy. Re-sending is safe for every request the daemon makes: polling is a read, a broadcast
+re-sends the same signed payload (the same on-chain transaction), and a repeated error report is harmless.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+)
+
+log = logging.getLogger("kms.tatum")
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    initial_wait: float = 0.25
+    max_wait: float = 8.0
+    jitter: float = 0.25
+    max_total: float = 60.0
+    max_retry_after: float = 30.0
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        return cls(attempts=1)
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+class _Retryable(Exception):
+    def __init__(self, cause: httpx.TransportError) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _retryable_transport_error(exc: httpx.TransportError) -> bool:
+    # Protocol misuse on our side and unsupported schemes will not get better by trying again.
+    return not isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.ProxyError)
+
+
+class RetryingTransport(httpx.BaseTransport):
+    """Wraps another transport; see the module docstring. ``cancel`` (when set) stops retrying and cuts waits short:
+    the daemon sets it when its shutdown deadline passes."""
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        policy: RetryPolicy,
+        *,
+        cancel: threading.Event | None = None,
+        redact: Callable[[str], str] = lambda text: text,
+    ) -> None:
+        self._inner = inner
+        self._policy = policy
+        self._cancel = cancel or threading.Event()
+        self._redact = redact
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _RetryableStatus):
+            asked = retry_after_seconds(exc.response)
+            if asked is not None:
+                return asked
+        # Exponential backoff with additive jitter (tenacity's wait_exponential_jitter, whose arguments were renamed
+        # between tenacity releases).
+        exponential = self._policy.initial_wait * 2 ** max(0, state.attempt_number - 1)
+        return min(self._policy.max_wait, exponential) + random.uniform(0, self._policy.jitter)
+
+    def _stop(self, state: RetryCallState) -> bool:
+        if self._cancel.is_set():
+            return True
+        bounded = stop_after_attempt(self._policy.attempts) | stop_after_delay(self._policy.max_total)
+        if bounded(state):
+            return True
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _RetryableStatus):
+            asked = retry_after_seconds(exc.response)
+            if asked is not None and asked > self._policy.max_retry_after:
+                return True
+        return False
+
+    def _sleep(self, seconds: float) -> None:
+        self._cancel.wait(seconds)
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        request: httpx.Request | None = state.args[0] if state.args else None
+        target = self._redact(f"{request.method} {request.url.path}") if request is not None else "request"
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s failed (%s), attempt %d of %d; retrying in %.2fs",
+            target,
+            exc,
+            state.attempt_number,
+            self._policy.attempts,
+            wait,
+        )
+
+    def _attempt(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = self._inner.handle_request(request)
+        except httpx.TransportError as exc:
+            if _retryable_transport_error(exc):
+                raise _Retryable(exc) from exc
+            raise
+        if response.status_code in RETRY_STATUSES:
+            response.read()
+            response.close()
+            raise _RetryableStatus(response)
+        return response
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        retrying = Retrying(
+            stop=self._stop,
+            wait=self._wait,
+            sleep=self._sleep,
+            retry=retry_if_exception_type((_Retryable, _RetryableStatus)),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, request)
+        except _RetryableStatus as final:
+            return final.response
+        except _Retryable as final:
+            raise final.cause from None
+
+    def close(self) -> None:
+        self._inner.close()

@@ -1,0 +1,373 @@
+"""The daemon's cycle in-process (real store file, real sandbox HTTP server on 127.0.0.1, real signers): key
+resolution, unsupported chains, hooks (metrics, audit), concurrency, error reporting."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+
+from kms.chains import get_chain
+from kms.chains.base import Chain
+from kms.daemon.four_eye import FourEye
+from kms.daemon.keys import NO_KEYS
+from kms.daemon.loop import Daemon, DaemonConfig, Outcome
+from kms.errors import KmsError
+from kms.hygiene import SecretBuffer
+from kms.metrics import DaemonMetrics
+from kms.sandbox import Sandbox, SandboxAdmin
+from kms.signing.evm import evm_signer
+from kms.signing.evm_lookups import LookupRetry, TatumEvmLookups
+from kms.store import KdfParams, WalletStore
+from kms.tatum import RetryPolicy, TatumClient
+
+RECIPIENT = "0x22d44d45fb79e5cdfbd2881cc3992a5ac53d2c4d"
+
+
+@dataclass
+class ChainView:
+    """A registry entry with its signer replaced (tests of an unsupported chain, or a chain not yet wired)."""
+
+    base: Chain
+    signer: Any
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
+
+
+def registry_with(signers: dict[str, Any]) -> Any:
+    def lookup(code: str) -> Any:
+        chain = get_chain(code)
+        if chain.code in signers:
+            return ChainView(chain, signers[chain.code])
+        return chain
+
+    return lookup
+
+
+ETH_SIGNED = registry_with({"ETH": evm_signer("ETH")})
+ETH_UNSUPPORTED = registry_with({"ETH": None})
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as sb:
+        yield sb
+
+
+@pytest.fixture
+def admin(sandbox: Sandbox) -> Iterator[SandboxAdmin]:
+    with SandboxAdmin(sandbox.url) as a:
+        yield a
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[WalletStore]:
+    with WalletStore.open(
+        tmp_path / "w.db", SecretBuffer(b"pw"), create=True, kdf=KdfParams.insecure_for_tests(), allow_weak_kdf=True
+    ) as s:
+        yield s
+
+
+@pytest.fixture
+def client(sandbox: Sandbox) -> Iterator[TatumClient]:
+    with TatumClient(sandbox.url, "key", retry=RetryPolicy(attempts=3, initial_wait=0.01, jitter=0.01)) as c:
+        yield c
+
+
+def make_daemon(store: WalletStore, client: TatumClient, registry: Any = ETH_SIGNED, **kwargs: Any) -> Daemon:
+    config = kwargs.pop("config", DaemonConfig(chains=("ETH",), testnet=True, concurrency=4))
+    lookups = TatumEvmLookups(client.http, "key", retry=LookupRetry(attempts=1))
+    return Daemon(config, store, client, lookups=lookups, registry=registry, **kwargs)
+
+
+def eth_tx(**extra: Any) -> str:
+    tx = {"to": RECIPIENT, "value": "1", "gasPrice": "1000000000", "gas": "21000", "nonce": 1, "chainId": 11155111}
+    return json.dumps({**tx, **extra})
+
+
+def pending(pid: str, **fields: Any) -> dict[str, Any]:
+    return {"id": pid, "chain": "ETH", "serializedTransaction": eth_tx(), **fields}
+
+
+def sent(admin: SandboxAdmin) -> dict[str, str]:
+    return {b["signatureId"]: b["txData"] for b in admin.state()["broadcasts"]}
+
+
+def errors(admin: SandboxAdmin) -> dict[str, str]:
+    return {e["signatureId"]: e["error"] for e in admin.state()["errors"]}
+
+
+# -- key resolution ----------------------------------------------------------------------------------------------------
+
+
+def test_key_resolution(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
+    eth = get_chain("ETH")
+    mnemonic_wallet = eth.generate_wallet(True)
+    key_wallet = eth.generate_private_key(True)
+    mnemonic_id = store.add("ETH", True, mnemonic_wallet)
+    key_id = store.add("ETH", True, {"privateKey": key_wallet["privateKey"]})
+    mainnet_id = store.add("ETH", False, {"privateKey": eth.generate_private_key(False)["privateKey"]})
+    admin.enqueue(
+        [
+            pending("mnemonic-at-7", hashes=[mnemonic_id], index=7),
+            pending("signatures-at-2", signatures=[{"id": mnemonic_id, "index": 2}]),
+            pending("key", hashes=[key_id]),
+            pending("mnemonic-no-index", hashes=[mnemonic_id]),
+            pending("key-with-index", hashes=[key_id], index=1),
+            pending("missing-wallet", hashes=["00000000-0000-4000-8000-000000000000", key_id]),
+            pending("only-missing", hashes=["00000000-0000-4000-8000-000000000000"]),
+            pending("wrong-network", hashes=[mainnet_id, key_id]),
+        ]
+    )
+    missing = "00000000-0000-4000-8000-000000000000"
+    # As upstream's --wallets: poll with these signatureIds, one of which is not in the store.
+    config = DaemonConfig(chains=("ETH",), testnet=True, wallets=(mnemonic_id, key_id, mainnet_id, missing))
+    daemon = make_daemon(store, client, config=config)
+    try:
+        report = daemon.run_cycle()
+    finally:
+        daemon.close()
+    broadcast = sent(admin)
+    assert Account.recover_transaction(broadcast["mnemonic-at-7"]).lower() == eth.address_at(mnemonic_wallet, 7, True)
+    assert Account.recover_transaction(broadcast["signatures-at-2"]).lower() == eth.address_at(mnemonic_wallet, 2, True)
+    assert Account.recover_transaction(broadcast["key"]).lower() == key_wallet["address"]
+    assert Account.recover_transaction(broadcast["missing-wallet"]).lower() == key_wallet["address"]  # as upstream
+    failed = errors(admin)
+    assert set(failed) == {"mnemonic-no-index", "key-with-index", "only-missing", "wrong-network"}
+    assert failed["mnemonic-no-index"] == (
+        f"Private key was not found. Wallet {mnemonic_id} is mnemonic based, but KMS transaction mnemonic-no-index "
+        "requires private key based, since tx was requested without index param. Please use another private key "
+        "based wallet id or specify 'index' parameter for this mnemonic based wallet during request call "
+        "(see docs: https://apidoc.tatum.io/)"
+    )
+    assert failed["key-with-index"] == (
+        f"Private key was not found. Wallet {key_id} is private key based, but KMS transaction key-with-index "
+        "requires mnemonic based, since tx was requested with index param. Please use mnemonic based wallet and "
+        "signatureId (see docs: https://apidoc.tatum.io/)"
+    )
+    assert failed["only-missing"] == "No such wallet for signatureId '00000000-0000-4000-8000-000000000000'."
+    assert "is a mainnet wallet" in failed["wrong-network"]
+    assert report.outcomes[Outcome.BROADCAST] == 4 and report.outcomes[Outcome.FAILED] == 4
+    assert "Wallets with requested private keys were not found" in NO_KEYS
+
+
+def test_unsupported_chain_is_reported_once_and_nothing_signed(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.enqueue(pending("p1", hashes=[key_id]))
+    daemon = make_daemon(store, client, ETH_UNSUPPORTED, four_eye=FourEye(admin.url + "/approval"))
+    try:
+        daemon.run_cycle()
+        daemon.run_cycle()
+    finally:
+        daemon.close()
+    state = admin.state()
+    assert state["errors"] == [{"signatureId": "p1", "error": "signing ETH is not supported by this kms"}]
+    assert state["broadcasts"] == [] and state["approvals"] == []
+    assert store.journal_get("p1") is None
+
+
+def test_signer_failure_is_reported_and_not_journaled(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.enqueue({**pending("bad-chain-id", hashes=[key_id]), "serializedTransaction": eth_tx(chainId=1)})
+    daemon = make_daemon(store, client)
+    try:
+        daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert "chainId 1" in errors(admin)["bad-chain-id"]
+    assert store.journal_get("bad-chain-id") is None
+
+
+class Boom(Exception):
+    pass
+
+
+class ExplodingSigner:
+    def sign(self, *args: Any, **kwargs: Any) -> str:
+        raise Boom("0xdeadbeef secret-looking library text")
+
+
+def test_unexpected_exceptions_never_leak_library_text(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.enqueue(pending("p1", hashes=[key_id]))
+    daemon = make_daemon(store, client, registry_with({"ETH": ExplodingSigner()}))
+    try:
+        daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert errors(admin) == {"p1": "internal error (Boom); nothing was signed"}
+
+
+# -- hooks ---------------------------------------------------------------------------------------------------------
+
+
+def test_metrics_and_audit_hooks(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
+    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.enqueue([pending("ok", hashes=[key_id]), pending("no", hashes=[key_id])])
+    admin.configure(approval={"ids": {"no": "deny"}})
+    metrics = DaemonMetrics()
+    audit: list[dict[str, Any]] = []
+    daemon = make_daemon(
+        store, client, four_eye=FourEye(admin.url + "/approval"), metrics=metrics, audit=lambda r: audit.append(dict(r))
+    )
+    try:
+        daemon.run_cycle()
+    finally:
+        daemon.close()
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert sample("kms_cycles_total") == 1
+    assert sample("kms_pending_seen_total", chain="ETH") == 2
+    assert sample("kms_signed_total", chain="ETH") == 1
+    assert sample("kms_broadcast_total", chain="ETH") == 1
+    assert sample("kms_four_eye_rejections_total", chain="ETH") == 1
+    assert sample("kms_wallets", chain="ETH") == 1
+    assert [(r["event"], r["pendingId"]) for r in audit if r["event"] != "refused"] == [("signed", "ok"),
+                                                                                      ("broadcast", "ok")]  # fmt: skip
+    assert [r["pendingId"] for r in audit if r["event"] == "refused"] == ["no"]
+    signed = next(r for r in audit if r["event"] == "signed")
+    assert signed["signatureIds"] == [key_id] and len(signed["txDataSha256"]) == 64
+    assert daemon.ready()
+
+
+def test_audit_failure_stops_the_broadcast(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
+    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.enqueue(pending("p1", hashes=[key_id]))
+
+    def broken(record: Any) -> None:
+        raise KmsError("disk full")
+
+    daemon = make_daemon(store, client, audit=broken)
+    try:
+        report = daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert report.outcomes[Outcome.FAILED] == 1
+    assert sent(admin) == {}
+    assert errors(admin) == {"p1": "audit log: disk full"}
+
+
+# -- concurrency ---------------------------------------------------------------------------------------------------
+
+
+def test_transactions_are_processed_concurrently_within_the_bound(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.enqueue([pending(f"c{i}", hashes=[key_id]) for i in range(12)])
+    admin.configure(faults=[{"kind": "delay", "seconds": 0.3, "path": "/v3/ethereum/broadcast", "times": -1}])
+    config = DaemonConfig(chains=("ETH", "BTC", "BSC"), testnet=True, concurrency=3)
+    daemon = make_daemon(store, client, config=config)
+    try:
+        report = daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert report.outcomes[Outcome.BROADCAST] == 12
+    peak = admin.state()["peakInflight"]["POST /v3/ethereum/broadcast"]
+    assert 2 <= peak <= 3
+
+
+def test_a_failing_chain_does_not_stop_the_others(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
+    eth_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    store.add("BSC", True, {"privateKey": get_chain("BSC").generate_private_key(True)["privateKey"]})
+    admin.enqueue(pending("eth-1", hashes=[eth_id]))
+    admin.configure(faults=[{"kind": "status", "status": 400, "path": "/v3/kms/pending/BSC", "times": -1}])
+    daemon = make_daemon(store, client, config=DaemonConfig(chains=("BSC", "ETH"), testnet=True))
+    try:
+        report = daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert set(sent(admin)) == {"eth-1"}
+    assert "HTTP 400" in report.chain_errors["BSC"]
+
+
+def test_chains_without_wallets_are_not_polled(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
+    store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    daemon = make_daemon(store, client, config=DaemonConfig(chains=("BTC", "ETH", "BSC"), testnet=True))
+    try:
+        daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert [p["chain"] for p in admin.state()["polls"]] == ["ETH"]
+
+
+# -- offchain withdrawals ------------------------------------------------------------------------------------------
+
+
+def test_utxo_offchain_withdrawal_derives_per_input_and_uses_the_offchain_broadcast(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    from bitcointx.core import CTransaction
+    from bitcointx.core.script import CScript
+    from bitcointx.core.scripteval import SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, VerifyScript
+
+    from kms.demo import _load_secp256k1_for_bitcointx, _pubkey_hash, _script
+
+    btc = get_chain("BTC")
+    wallet = btc.generate_wallet(True)
+    sid = store.add("BTC", True, wallet)
+    scripts = [_script(*_pubkey_hash(btc.address_at(wallet, i, True))) for i in (3, 5)]
+    amount = 100_000
+    bitcore = {
+        "version": 1,
+        "inputs": [{"prevTxId": f"{n:064x}", "outputIndex": 0, "sequenceNumber": 0xFFFFFFFF, "script": "",
+                    "scriptString": "", "output": {"satoshis": amount, "script": s.hex()}}
+                   for n, s in enumerate(scripts, start=1)],
+        "outputs": [{"satoshis": 150_000, "script": scripts[0].hex()}],
+        "nLockTime": 0,
+    }  # fmt: skip
+    admin.enqueue(
+        {"id": "wd-pending-1", "chain": "BTC", "serializedTransaction": json.dumps(bitcore), "hashes": [sid],
+         "withdrawalId": "withdrawal-77",
+         "withdrawalResponses": [{"vIn": "a", "address": {"derivationKey": 3}},
+                                 {"vIn": "-1"},
+                                 {"vIn": "b", "address": {"derivationKey": 5}}]}
+    )  # fmt: skip
+    daemon = make_daemon(store, client, config=DaemonConfig(chains=("BTC",), testnet=True))
+    try:
+        report = daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert report.outcomes[Outcome.BROADCAST] == 1, admin.state()["errors"]
+    (broadcast,) = admin.state()["broadcasts"]
+    assert broadcast["path"] == "/v3/offchain/withdrawal/broadcast"
+    assert (broadcast["currency"], broadcast["withdrawalId"]) == ("BTC", "withdrawal-77")
+    _load_secp256k1_for_bitcointx()
+    tx = CTransaction.deserialize(bytes.fromhex(broadcast["txData"]))
+    for i, script in enumerate(scripts):
+        VerifyScript(
+            tx.vin[i].scriptSig, CScript(script), tx, i, flags={SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS},
+            amount=amount, witness=tx.wit.vtxinwit[i].scriptWitness,
+        )  # fmt: skip
+
+
+def test_offchain_withdrawal_from_a_key_wallet_is_refused(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    btc = get_chain("BTC")
+    sid = store.add("BTC", True, {"privateKey": btc.generate_private_key(True)["privateKey"]})
+    admin.enqueue(
+        {"id": "wd-2", "chain": "BTC", "serializedTransaction": "{}", "hashes": [sid], "withdrawalId": "w",
+         "withdrawalResponses": [{"vIn": "a", "address": {"derivationKey": 1}}]}
+    )  # fmt: skip
+    daemon = make_daemon(store, client, config=DaemonConfig(chains=("BTC",), testnet=True))
+    try:
+        daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert "needs a mnemonic based wallet" in errors(admin)["wd-2"]
+    assert sent(admin) == {}
