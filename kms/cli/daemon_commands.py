@@ -109,6 +109,14 @@ def register(command: CommandFactory) -> None:
     _flag(p, "latency", None, type=float, default=0.0, metavar="SECONDS", help="delay every Tatum API answer")
     _flag(
         p,
+        "faults",
+        None,
+        metavar="JSON",
+        help='fault rules, e.g. \'[{"kind": "status", "status": 503, "times": 2}]\' (kinds: status, reset, '
+        "malformed, wrongshape, delay; fields: path, method, signatureId, status, retryAfter, seconds, times)",
+    )
+    _flag(
+        p,
         "approval",
         None,
         choices=("approve", "deny", "notfound", "error", "timeout"),

@@ -12,8 +12,8 @@ signs with the key; here it is an error, since the caller asked for a derived ad
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from kms.chains.base import Chain, PendingTransaction, SigningKey
 from kms.errors import SigningError, WalletNotFoundError
@@ -157,3 +157,21 @@ def _unique(keys: Sequence[SigningKey]) -> list[SigningKey]:
             seen.add(key.private_key)
             result.append(key)
     return result
+
+
+def offchain_indexes(signer: Any, pending: PendingTransaction) -> list[int] | None:
+    """The derivation indexes an offchain withdrawal is signed at, when its signer derives per input (UTXO chains):
+    the signer's ``offchain_key_indexes(pending)`` when it has one, otherwise the ``withdrawalResponses`` contract of
+    kms.signing.utxo_common. None when the keys come from the usual hashes / index / signatures."""
+    if not pending.withdrawal_id:
+        return None
+    real = signer.load() if hasattr(signer, "load") else signer
+    hook = getattr(real, "offchain_key_indexes", None)
+    if callable(hook):
+        result = hook(pending)
+        return None if result is None else [int(i) for i in result]
+    if isinstance(pending.raw, Mapping) and "withdrawalResponses" in pending.raw:
+        from kms.signing.utxo_common import offchain_derivation_indexes
+
+        return offchain_derivation_indexes(pending)
+    return None

@@ -9,23 +9,22 @@ so a chain that gains a signer works without a change here.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kms.chains import get_chain
 from kms.chains.base import Chain, ChainLookups, PendingTransaction
 from kms.daemon.four_eye import FourEye, Verdict
 from kms.daemon.journal import Journal, JournalStore, State
-from kms.daemon.keys import WalletSource, resolve_keys
-from kms.errors import KmsError, SigningError, TatumApiError, UsageError
+from kms.daemon.keys import WalletSource, offchain_indexes, resolve_keys
+from kms.daemon.model import CycleReport, DaemonConfig, Outcome
+from kms.errors import KmsError, TatumApiError
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
 from kms.store.errors import JournalConflictError
@@ -34,7 +33,6 @@ from kms.tatum.client import MAX_SIGNATURE_IDS, TatumClient
 log = logging.getLogger("kms.daemon")
 
 AuditSink = Callable[[Mapping[str, object]], object]
-MAX_ERROR_TEXT = 1000
 _REPORTED_MEMORY = 100_000
 
 
@@ -50,60 +48,6 @@ class SealState(Protocol):
     def sealed(self) -> bool: ...
 
     def wait_unsealed(self, timeout: float) -> bool: ...
-
-
-@dataclass(frozen=True)
-class DaemonConfig:
-    chains: tuple[str, ...]
-    testnet: bool
-    period: float = 5.0
-    concurrency: int = 16
-    run_once: bool = False
-    wallets: tuple[str, ...] | None = None
-    """runOnce only: poll with these signatureIds (sent to every chain, as upstream) instead of the store's."""
-    transaction_ids: frozenset[str] | None = None
-    """runOnce only: process only these pending ids."""
-
-
-class Outcome(enum.Enum):
-    BROADCAST = "broadcast"
-    REBROADCAST = "rebroadcast"
-    REFUSED = "refused"
-    UNAVAILABLE = "unavailable"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-@dataclass
-class CycleReport:
-    pending: int = 0
-    outcomes: Counter[Outcome] = field(default_factory=Counter)
-    errors: list[dict[str, str]] = field(default_factory=list)
-    chain_errors: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count(self, outcome: Outcome) -> None:
-        with self._lock:
-            self.outcomes[outcome] += 1
-
-    def error(self, pending_id: str, message: str) -> None:
-        text = " ".join(message.split())[:MAX_ERROR_TEXT]
-        with self._lock:
-            self.errors.append({"signatureId": pending_id, "error": text})
-
-    def chain_error(self, chain: str, message: str) -> None:
-        with self._lock:
-            self.chain_errors[chain] = message
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "pending": self.pending,
-            **{o.value: self.outcomes.get(o, 0) for o in Outcome},
-            "reported": len(self.errors),
-            "chainErrors": dict(self.chain_errors),
-            "seconds": round(self.seconds, 3),
-        }
 
 
 class _Failure(KmsError):
@@ -445,40 +389,4 @@ class Daemon:
         self._poll_pool.shutdown(wait=wait, cancel_futures=True)
 
 
-def offchain_indexes(signer: Any, pending: PendingTransaction) -> list[int] | None:
-    """The derivation indexes an offchain withdrawal is signed at, when its signer derives per input (UTXO chains):
-    the signer's ``offchain_key_indexes(pending)`` when it has one, otherwise the ``withdrawalResponses`` contract of
-    kms.signing.utxo_common. None when the keys come from the usual hashes / index / signatures."""
-    if not pending.withdrawal_id:
-        return None
-    real = signer.load() if hasattr(signer, "load") else signer
-    hook = getattr(real, "offchain_key_indexes", None)
-    if callable(hook):
-        result = hook(pending)
-        return None if result is None else [int(i) for i in result]
-    if isinstance(pending.raw, Mapping) and "withdrawalResponses" in pending.raw:
-        from kms.signing.utxo_common import offchain_derivation_indexes
-
-        return offchain_derivation_indexes(pending)
-    return None
-
-
-def parse_chain_list(text: str | None, supported: Sequence[str]) -> tuple[str, ...]:
-    """``--chain ETH,BTC`` (case-insensitive, duplicates dropped); every supported chain when not given."""
-    if text is None or not text.strip():
-        return tuple(supported)
-    chosen: list[str] = []
-    for part in text.split(","):
-        code = part.strip().upper()
-        if not code:
-            continue
-        if code not in supported:
-            raise UsageError(f"Unsupported chain '{part.strip()}'. Supported: {', '.join(supported)}")
-        if code not in chosen:
-            chosen.append(code)
-    if not chosen:
-        raise UsageError("--chain names no chain")
-    return tuple(chosen)
-
-
-__all__ = ["CycleReport", "Daemon", "DaemonConfig", "Outcome", "SigningError", "parse_chain_list"]
+__all__ = ["CycleReport", "Daemon", "DaemonConfig", "Outcome", "SealState"]

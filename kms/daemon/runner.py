@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from argparse import Namespace
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from kms.chains import supported_codes
 from kms.daemon.four_eye import DEFAULT_TIMEOUT as FOUR_EYE_TIMEOUT
 from kms.daemon.four_eye import FourEye
-from kms.daemon.loop import AuditSink, Daemon, DaemonConfig, parse_chain_list
+from kms.daemon.loop import AuditSink, Daemon, DaemonConfig
 from kms.daemon.sealing import SealControl, StoreSlot, open_store_with
 from kms.daemon.shutdown import Shutdown
 from kms.errors import UsageError
@@ -126,6 +126,24 @@ def options_from_args(args: Namespace, settings: Mapping[str, str]) -> DaemonOpt
         log_format=getattr(args, "logFormat", None) or "text",
         testnet_type=settings.get("TESTNET_TYPE") or None,
     )
+
+
+def parse_chain_list(text: str | None, supported: Sequence[str]) -> tuple[str, ...]:
+    """``--chain ETH,BTC`` (case-insensitive, duplicates dropped); every supported chain when not given."""
+    if text is None or not text.strip():
+        return tuple(supported)
+    chosen: list[str] = []
+    for part in text.split(","):
+        code = part.strip().upper()
+        if not code:
+            continue
+        if code not in supported:
+            raise UsageError(f"Unsupported chain '{part.strip()}'. Supported: {', '.join(supported)}")
+        if code not in chosen:
+            chosen.append(code)
+    if not chosen:
+        raise UsageError("--chain names no chain")
+    return tuple(chosen)
 
 
 def _log_level(settings: Mapping[str, str]) -> str:

@@ -23,6 +23,12 @@ def run(args: Namespace) -> int:
         raise UsageError("--latency must not be negative")
     state = SandboxState(api_key=getattr(args, "apiKey", None) or None, latency=latency)
     state.approval_default = getattr(args, "approval", "approve") or "approve"
+    faults = getattr(args, "faults", None)
+    if faults:
+        try:
+            state.configure({"faults": json.loads(faults)})
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UsageError(f"--faults: {exc}") from None
     try:
         sandbox = Sandbox(port=port, state=state)
     except OSError as exc:

@@ -1,0 +1,64 @@
+"""What a daemon run is configured with, and what one cycle did."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+MAX_ERROR_TEXT = 1000
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    chains: tuple[str, ...]
+    testnet: bool
+    period: float = 5.0
+    concurrency: int = 16
+    run_once: bool = False
+    wallets: tuple[str, ...] | None = None
+    """runOnce only: poll with these signatureIds (sent to every chain, as upstream) instead of the store's."""
+    transaction_ids: frozenset[str] | None = None
+    """runOnce only: process only these pending ids."""
+
+
+class Outcome(enum.Enum):
+    BROADCAST = "broadcast"
+    REBROADCAST = "rebroadcast"
+    REFUSED = "refused"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class CycleReport:
+    pending: int = 0
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    chain_errors: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+
+    def error(self, pending_id: str, message: str) -> None:
+        text = " ".join(message.split())[:MAX_ERROR_TEXT]
+        with self._lock:
+            self.errors.append({"signatureId": pending_id, "error": text})
+
+    def chain_error(self, chain: str, message: str) -> None:
+        with self._lock:
+            self.chain_errors[chain] = message
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "pending": self.pending,
+            **{o.value: self.outcomes.get(o, 0) for o in Outcome},
+            "reported": len(self.errors),
+            "chainErrors": dict(self.chain_errors),
+            "seconds": round(self.seconds, 3),
+        }
