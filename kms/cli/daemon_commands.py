@@ -135,10 +135,10 @@ def register(command: CommandFactory) -> None:
         "Unlock a daemon that started sealed: send the store password (from the chosen backend) to its socket.",
         _lazy("kms.daemon.seal_commands", "unlock"),
     )
-    _flag(p, "socket", None, metavar="PATH", help="the daemon's unseal socket (default next to the store)")
+    _flag(p, "socket", None, metavar="PATH", help="the daemon's unseal socket (default as the daemon's --socket)")
     p = command(
         "seal",
         "Seal a running daemon: it wipes its keys and stops signing until unlocked again.",
         _lazy("kms.daemon.seal_commands", "seal"),
     )
-    _flag(p, "socket", None, metavar="PATH", help="the daemon's unseal socket (default next to the store)")
+    _flag(p, "socket", None, metavar="PATH", help="the daemon's unseal socket (default as the daemon's --socket)")
