@@ -3,6 +3,7 @@ resolution, unsupported chains, hooks (metrics, audit), concurrency, error repor
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -236,15 +237,21 @@ def test_metrics_and_audit_hooks(store: WalletStore, client: TatumClient, admin:
     assert sample("kms_broadcast_total", chain="ETH") == 1
     assert sample("kms_four_eye_rejections_total", chain="ETH") == 1
     assert sample("kms_wallets", chain="ETH") == 1
-    assert [(r["event"], r["pendingId"]) for r in audit if r["event"] != "refused"] == [("signed", "ok"),
-                                                                                      ("broadcast", "ok")]  # fmt: skip
-    assert [r["pendingId"] for r in audit if r["event"] == "refused"] == ["no"]
-    signed = next(r for r in audit if r["event"] == "signed")
-    assert signed["signatureIds"] == [key_id] and len(signed["txDataSha256"]) == 64
+    by_id = {r["pendingId"]: r for r in audit}
+    assert len(audit) == 2 and set(by_id) == {"ok", "no"}  # one record per decision
+    ok = by_id["ok"]
+    assert ok["outcome"] == "broadcast" and ok["signatureIds"] == [key_id]
+    assert ok["fourEye"] == {"verdict": "approved", "status": 200}
+    assert len(ok["payloadSha256"]) == 64 and ok["broadcast"]["ok"] is True
+    sent_tx = next(iter(sent(admin).values()))
+    assert ok["payloadSha256"] == hashlib.sha256(sent_tx.encode()).hexdigest()
+    no = by_id["no"]
+    assert no["outcome"] == "refused" and no["fourEye"] == {"verdict": "refused", "status": 403}
+    assert no["payloadSha256"] is None and no["broadcast"] is None
     assert daemon.ready()
 
 
-def test_audit_failure_stops_the_broadcast(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
+def test_audit_failure_stops_further_signing(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
     key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
     admin.enqueue(pending("p1", hashes=[key_id]))
 
@@ -253,15 +260,16 @@ def test_audit_failure_stops_the_broadcast(store: WalletStore, client: TatumClie
 
     daemon = make_daemon(store, client, audit=broken)
     try:
+        daemon.run_cycle()
+        first = dict(sent(admin))
+        admin.enqueue(pending("p2", hashes=[key_id]))
         report = daemon.run_cycle()
     finally:
         daemon.close()
-    assert report.outcomes[Outcome.FAILED] == 1
-    assert sent(admin) == {}
-    assert errors(admin) == {"p1": "audit log: disk full"}
-
-
-# -- concurrency ---------------------------------------------------------------------------------------------------
+    # The decision whose record could not be written had already been broadcast; after it, nothing more is signed.
+    assert set(first) <= {"p1"}
+    assert "p2" not in sent(admin)
+    assert report.outcomes[Outcome.FAILED] >= 1
 
 
 def test_transactions_are_processed_concurrently_within_the_bound(
@@ -293,6 +301,24 @@ def test_a_failing_chain_does_not_stop_the_others(store: WalletStore, client: Ta
         daemon.close()
     assert set(sent(admin)) == {"eth-1"}
     assert "HTTP 400" in report.chain_errors["BSC"]
+
+
+def test_not_ready_when_the_last_cycle_did_not_reach_the_api(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    daemon = make_daemon(store, client, config=DaemonConfig(chains=("ETH",), testnet=True))
+    try:
+        daemon.run_cycle()
+        assert daemon.ready()
+        admin.configure(faults=[{"kind": "status", "status": 400, "path": "/v3/kms/pending/ETH", "times": -1}])
+        daemon.run_cycle()
+        assert not daemon.ready()
+        admin.configure(faults=[])
+        daemon.run_cycle()
+        assert daemon.ready()
+    finally:
+        daemon.close()
 
 
 def test_chains_without_wallets_are_not_polled(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:

@@ -445,7 +445,7 @@ def test_daemon_cycle_really_ran_its_failures(daemon_run: DaemonRun) -> None:
     records = [json.loads(line) for line in daemon_run.audit.splitlines()]
     by_id: dict[str, set[str]] = {}
     for record in records:
-        by_id.setdefault(record.get("pendingId"), set()).add(record.get("event") or "")
+        by_id.setdefault(record.get("pendingId"), set()).add(record.get("outcome") or "")
     ids = daemon_run.ids
     for name in ("refused", "broadcast fails", "tampered", "malformed"):
         assert ids[name] in by_id, name

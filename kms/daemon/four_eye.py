@@ -16,7 +16,6 @@ from urllib.parse import quote
 import httpx
 
 from kms.chains.base import PendingTransaction
-from kms.tatum.errors import excerpt
 from kms.tatum.proxy import transport_for
 
 log = logging.getLogger("kms.daemon")
@@ -34,6 +33,8 @@ class Verdict(enum.Enum):
 class Decision:
     verdict: Verdict
     reason: str
+    status: int | None = None
+    """The approval server's HTTP status, when it answered."""
 
     @property
     def approved(self) -> bool:
@@ -70,13 +71,13 @@ class FourEye:
         except httpx.TransportError as exc:
             return Decision(Verdict.UNAVAILABLE, f"the approval server is unreachable ({type(exc).__name__})")
         status = response.status_code
+        # The approval server's body is its own business: it goes neither to the Tatum API nor to the audit log.
+        detail = f"HTTP {status}"
         if 200 <= status < 300:
-            return Decision(Verdict.APPROVED, f"HTTP {status}")
-        body = excerpt(response.text, 120) if response.content else ""
-        detail = f"HTTP {status}" + (f": {body}" if body else "")
+            return Decision(Verdict.APPROVED, detail, status)
         if 400 <= status < 500:
-            return Decision(Verdict.REFUSED, detail)
-        return Decision(Verdict.UNAVAILABLE, detail)
+            return Decision(Verdict.REFUSED, detail, status)
+        return Decision(Verdict.UNAVAILABLE, detail, status)
 
     def close(self) -> None:
         self._http.close()

@@ -58,6 +58,20 @@ class _Failure(KmsError):
         self.stage = stage
 
 
+class _Trail:
+    """What one transaction's decision was, for its single audit record."""
+
+    def __init__(self, pending: PendingTransaction) -> None:
+        self.record: dict[str, object] = {
+            "pendingId": pending.id,
+            "chain": pending.chain,
+            "signatureIds": [*pending.hashes, *(ref.id for ref in pending.signatures)],
+            "fourEye": {"verdict": "not-required", "status": None},
+            "payloadSha256": None,
+            "broadcast": None,
+        }
+
+
 class Daemon:
     def __init__(
         self,
@@ -89,6 +103,9 @@ class Daemon:
         """Held for the length of a cycle; sealing takes it so the keys are never dropped under a running cycle."""
         self.journal = Journal(store)
         self.last_cycle_end: float | None = None
+        self.last_cycle_reached_api = False
+        self._polls_answered = 0
+        self._polls_failed = 0
         self.last_report: CycleReport | None = None
         self._tx_pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="kms-tx")
         self._poll_pool = ThreadPoolExecutor(
@@ -98,6 +115,7 @@ class Daemon:
         self._refused_this_run: set[str] = set()
         self._reported: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
+        self._audit_broken = False
 
     def warm_up(self) -> None:
         """Load the polled chains' signers now (their libraries are imported on first use): otherwise the first
@@ -136,6 +154,8 @@ class Daemon:
         started = time.monotonic()
         self.metrics.cycle_started()
         self._update_wallet_gauge()
+        with self._lock:
+            self._polls_answered = self._polls_failed = 0
         polls = [self._poll_pool.submit(self._poll_chain, code, report) for code in self.config.chains]
         work: list[Future[Outcome]] = []
         for done in as_completed(polls):
@@ -148,6 +168,8 @@ class Daemon:
         self.metrics.observe_cycle(report.seconds)
         self.client.versions.tick()
         self.last_cycle_end = time.monotonic()
+        # Reached the Tatum API: some poll was answered, or none was needed (no wallets to poll for).
+        self.last_cycle_reached_api = self._polls_answered > 0 or self._polls_failed == 0
         busy = report.pending or report.errors or report.chain_errors
         log.log(logging.INFO if busy else logging.DEBUG, "cycle done: %s", report.summary())
         return report
@@ -187,7 +209,11 @@ class Daemon:
         log.debug("Getting pending transaction from %s for %s.", code, shown)
         try:
             batch = self.client.pending(code, ids)
+            with self._lock:
+                self._polls_answered += 1
         except TatumApiError as exc:
+            with self._lock:
+                self._polls_failed += 1
             log.error("%s", exc)
             self.metrics.error("poll", code)
             report.chain_error(code, str(exc))
@@ -226,24 +252,33 @@ class Daemon:
                 return Outcome.SKIPPED
             self._inflight.add(pending.id)
         txlog = transaction_logger(log, pending.id, pending.chain)
+        trail = _Trail(pending)
+        outcome = Outcome.FAILED
         try:
-            return self._process(pending, report, txlog)
+            outcome = self._process(pending, report, txlog, trail)
         except _Failure as exc:
-            self._fail(pending, report, txlog, exc.stage, str(exc))
+            self._fail(pending, report, txlog, trail, exc.stage, str(exc))
         except JournalConflictError as exc:
             # Another process journaled a different payload first: never broadcast ours; theirs goes out next cycle.
             txlog.error("%s; not broadcasting this signature", exc)
             self.metrics.error("journal", pending.chain)
+            trail.record["error"] = "journal conflict: another payload was journaled first; not broadcast"
         except KmsError as exc:
-            self._fail(pending, report, txlog, "internal", str(exc))
+            self._fail(pending, report, txlog, trail, "internal", str(exc))
         except Exception as exc:  # never let one transaction take the worker down; never print library text
-            self._fail(pending, report, txlog, "internal", f"internal error ({type(exc).__name__}); nothing was signed")
+            msg = f"internal error ({type(exc).__name__}); nothing was signed"
+            self._fail(pending, report, txlog, trail, "internal", msg)
         finally:
             with self._lock:
                 self._inflight.discard(pending.id)
-        return Outcome.FAILED
+        if outcome is not Outcome.SKIPPED:
+            trail.record["outcome"] = outcome.value
+            self._write_audit(trail.record, txlog)
+        return outcome
 
-    def _process(self, pending: PendingTransaction, report: CycleReport, txlog: logging.LoggerAdapter[Any]) -> Outcome:
+    def _process(
+        self, pending: PendingTransaction, report: CycleReport, txlog: logging.LoggerAdapter[Any], trail: _Trail
+    ) -> Outcome:
         code = pending.chain
         chain = self._stage("chain", lambda: self.registry(code))
         entry = self._stage("journal", lambda: self.journal.lookup(pending.id))
@@ -252,7 +287,7 @@ class Daemon:
             return Outcome.SKIPPED
         if entry.state is State.NEW and chain.signer is None:
             raise _Failure("unsupported", f"signing {code} is not supported by this kms")
-        if self.four_eye is not None and not self._approved(pending, report, txlog, entry.state):
+        if self.four_eye is not None and not self._approved(pending, report, txlog, entry.state, trail):
             return Outcome.REFUSED if pending.id in self._refused_this_run else Outcome.UNAVAILABLE
         if entry.state is State.SIGNED and entry.tx_data is not None:
             tx_data = entry.tx_data
@@ -261,21 +296,29 @@ class Daemon:
         else:
             tx_data = self._sign(pending, chain, txlog)
             outcome = Outcome.BROADCAST
-        result = self._broadcast(pending, chain, tx_data)
+        trail.record["payloadSha256"] = hashlib.sha256(tx_data.encode()).hexdigest()
+        try:
+            result = self._broadcast(pending, chain, tx_data)
+        except _Failure as exc:
+            trail.record["broadcast"] = {"ok": False, "error": str(exc)}
+            raise
+        trail.record["broadcast"] = {"ok": True, "txId": result}
         self._stage("journal", lambda: self.journal.record_broadcast(pending.id))
         self.metrics.broadcast(code)
-        self._audit(
-            {"event": "broadcast", "pendingId": pending.id, "chain": code, "txId": result,
-             "rebroadcast": outcome is Outcome.REBROADCAST}
-        )  # fmt: skip
         txlog.info("Tx was processed: %s (txId %s)", pending.id, result)
         return outcome
 
     def _approved(
-        self, pending: PendingTransaction, report: CycleReport, txlog: logging.LoggerAdapter[Any], state: State
+        self,
+        pending: PendingTransaction,
+        report: CycleReport,
+        txlog: logging.LoggerAdapter[Any],
+        state: State,
+        trail: _Trail,
     ) -> bool:
         assert self.four_eye is not None
         decision = self.four_eye.check(pending)
+        trail.record["fourEye"] = {"verdict": decision.verdict.value, "status": decision.status}
         if decision.approved:
             return True
         if decision.verdict is Verdict.REFUSED:
@@ -285,9 +328,6 @@ class Daemon:
             if state is State.NEW:
                 self._stage("journal", lambda: self.journal.record_refused(pending.id, pending.chain))
             self.metrics.four_eye_rejected(pending.chain)
-            self._audit(
-                {"event": "refused", "pendingId": pending.id, "chain": pending.chain, "reason": decision.reason}
-            )
             report.error(pending.id, f"Transaction refused by the four-eye approval server ({decision.reason})")
         else:
             txlog.warning("four-eye approval unavailable (%s); not signed, asking again next cycle", decision.reason)
@@ -298,6 +338,8 @@ class Daemon:
         signer = chain.signer
         if signer is None:
             raise _Failure("unsupported", f"signing {pending.chain} is not supported by this kms")
+        if self._audit_broken:
+            raise _Failure("audit", "the audit log cannot be written; nothing is signed until it is fixed")
         indexes = self._stage("keys", lambda: offchain_indexes(signer, pending))
         keys = self._stage("keys", lambda: resolve_keys(pending, chain, self.store, self.config.testnet, indexes))
         try:
@@ -308,11 +350,6 @@ class Daemon:
             raise _Failure("signing", f"the {pending.chain} signer returned no transaction")
         self._stage("journal", lambda: self.journal.record_signed(pending.id, pending.chain, tx_data))
         self.metrics.signed(pending.chain)
-        self._audit(
-            {"event": "signed", "pendingId": pending.id, "chain": pending.chain,
-             "signatureIds": [*pending.hashes, *(ref.id for ref in pending.signatures)],
-             "txDataSha256": hashlib.sha256(tx_data.encode()).hexdigest()}
-        )  # fmt: skip
         txlog.info("signed and journaled")
         return tx_data
 
@@ -333,26 +370,31 @@ class Daemon:
             raise _Failure(stage, str(exc)) from None
 
     def _fail(
-        self, pending: PendingTransaction, report: CycleReport, txlog: logging.LoggerAdapter[Any], stage: str, msg: str
+        self,
+        pending: PendingTransaction,
+        report: CycleReport,
+        txlog: logging.LoggerAdapter[Any],
+        trail: _Trail,
+        stage: str,
+        msg: str,
     ) -> None:
         txlog.error("Could not process transaction id %s (%s), error: %s", pending.id, stage, msg)
         self.metrics.error(stage, pending.chain)
         report.error(pending.id, msg)
-        try:
-            self._audit(
-                {"event": "failed", "pendingId": pending.id, "chain": pending.chain, "stage": stage, "error": msg}
-            )
-        except KmsError as exc:
-            log.error("audit log: %s", exc)
+        trail.record["stage"] = stage
+        trail.record["error"] = msg
 
-    def _audit(self, record: Mapping[str, object]) -> None:
-        """Fail closed: an audit record that cannot be written stops the transaction (before its broadcast)."""
+    def _write_audit(self, record: Mapping[str, object], txlog: logging.LoggerAdapter[Any]) -> None:
+        """One record per decision, once its outcome is known. A log that cannot be written stops all signing
+        (fail closed): no further transaction is signed while the audit trail is broken."""
         if self.audit is None:
             return
         try:
             self.audit(record)
-        except KmsError as exc:
-            raise _Failure("audit", f"audit log: {exc}") from None
+        except Exception as exc:
+            txlog.error("audit log could not be written (%s); signing stops until the daemon is restarted", exc)
+            self.metrics.error("audit", str(record.get("chain", "none")))
+            self._audit_broken = True
 
     # -- reporting --------------------------------------------------------------------------------------------------
 
@@ -378,8 +420,11 @@ class Daemon:
     # -- lifecycle --------------------------------------------------------------------------------------------------
 
     def ready(self, now: float | None = None) -> bool:
-        """Unsealed, and a cycle ended recently (within three periods, at least 30 s)."""
+        """Unsealed, and the last cycle reached the Tatum API and ended recently (within three periods, at least
+        30 s)."""
         if self.last_cycle_end is None or (self.seal is not None and self.seal.sealed):
+            return False
+        if not self.last_cycle_reached_api:
             return False
         horizon = max(3 * self.config.period, 30.0)
         return (time.monotonic() if now is None else now) - self.last_cycle_end <= horizon

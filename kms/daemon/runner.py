@@ -189,9 +189,13 @@ def run(args: Namespace) -> int:
     options = options_from_args(args, settings)
     logs.configure(options.log_format, _log_level(settings))
     logs.register_api_key(options.api_key)
+    logs.register_configured_secrets(settings)
     harden_process()
-    backend = session.backend_name(args, settings)
-    sealed_start = bool(getattr(args, "sealed", False)) or (backend == "prompt" and not _has_terminal())
+    provider = session.password_provider(args, settings)
+    # An interactive provider with no terminal to ask on (a pod, a service): start sealed and wait for `kms unlock`.
+    sealed_start = bool(getattr(args, "sealed", False)) or (
+        bool(getattr(provider, "interactive", False)) and not _has_terminal()
+    )
     socket_flag = getattr(args, "socket", None)
     metrics: Metrics = DaemonMetrics() if options.metrics_port is not None else NullMetrics()
     shutdown = Shutdown(options.shutdown_timeout)
@@ -200,7 +204,6 @@ def run(args: Namespace) -> int:
     with ExitStack() as stack:
         stack.callback(slot.release)
         if not sealed_start:
-            provider = session.password_provider(args, settings)
             with provider.fetch() as password:
                 control.install(open_store_with(control.path, password, control.allow_weak_kdf))
         metrics.set_sealed(sealed_start)
