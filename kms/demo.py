@@ -246,8 +246,18 @@ def _say(text: str = "") -> None:
 
 
 def run_demo(say: Callable[[str], None] = _say, testnet: bool = True) -> list[DemoLine]:
+    # The demo's own report is the output; the daemon's log lines would only interleave with it.
+    kms_logger = logging.getLogger("kms")
+    previous_level = kms_logger.level
+    kms_logger.setLevel(logging.ERROR)
+    try:
+        return _run_demo(say, testnet)
+    finally:
+        kms_logger.setLevel(previous_level)
+
+
+def _run_demo(say: Callable[[str], None], testnet: bool) -> list[DemoLine]:
     harden_process()
-    logging.getLogger("kms").setLevel(logging.ERROR)
     chains = [get_chain(code) for code in supported_codes()]
     signable = [(c, s) for c in chains if (s := _demo_support(c, testnet)) is not None]
     unsupported = [c.code for c in chains if c.signer is None]
