@@ -285,3 +285,67 @@ def test_migrate_wrong_password(home: Path, tmp_path: Path) -> None:
     assert result.code != 0
     assert "password" in result.error()
     assert not (home / ".tatumrc" / "wallet.dat").exists()
+
+
+def test_getprivatekey_rejects_bad_index(home: Path) -> None:
+    sid = _store_mnemonic(home, ETH_VECTOR)
+    result = run_kms(["getprivatekey", sid, "-5"], home)
+    assert result.code != 0 and "index" in result.error()
+
+
+def test_mnemonic_operation_on_a_key_pair_chain_says_which_kind(home: Path, store_dir: Path) -> None:
+    result = run_kms(["storemanagedwallet", "XLM"], home, stdin=ETH_VECTOR["input"]["mnemonic"] + "\n")
+    assert result.code != 0
+    assert "no mnemonic wallets" in result.error()
+    assert ETH_VECTOR["input"]["mnemonic"] not in result.stderr
+    assert not store_dir.exists()
+
+
+def test_generatemanagedwallet_on_a_key_pair_chain_keeps_address_and_secret(home: Path) -> None:
+    out = run_kms(["generatemanagedwallet", "SOL"], home).json()
+    assert set(out) == {"signatureId", "address"}
+    record = run_kms(["getmanagedwallet", out["signatureId"]], home).json()
+    assert record["address"] == out["address"] and record["chain"] == "SOL" and record["privateKey"]
+    assert run_kms(["getaddress", out["signatureId"], "0"], home).json() == {"address": out["address"]}
+    assert run_kms(["getprivatekey", out["signatureId"], "0"], home).json() == {"privateKey": record["privateKey"]}
+
+
+def test_secret_output_to_a_terminal_warns_on_stderr(home: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    sid = _store_mnemonic(home, ETH_VECTOR)
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "kms", "getprivatekey", sid, "0"],
+            stdin=subprocess.DEVNULL,
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            env=kms_env(home),
+            timeout=60,
+            check=False,
+        )
+        os.close(secondary)
+        secondary = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    assert proc.returncode == 0
+    assert ETH_VECTOR["expected"]["privateKeys"]["0"].encode() in shown
+    assert b"secret key material" in proc.stderr
+    # and with stdout redirected (not a terminal), no warning
+    plain = run_kms(["getprivatekey", sid, "0"], home)
+    assert "secret key material" not in plain.stderr
