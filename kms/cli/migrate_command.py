@@ -11,12 +11,12 @@ import os
 from argparse import Namespace
 from pathlib import Path
 
-from kms.store.upstream import read_upstream
-
 from kms.cli import output
 from kms.cli.session import load_settings, open_store, password_provider, store_path
 from kms.errors import StoreError, UsageError
 from kms.store import WalletStore
+from kms.store.database import fsync_path
+from kms.store.upstream import read_upstream
 
 
 def migrate(args: Namespace) -> int:
@@ -45,16 +45,8 @@ def migrate(args: Namespace) -> int:
     if in_place:
         os.link(source, backup)
         os.replace(build_at, target)
-        _fsync_dir(target.parent)
+        fsync_path(target.parent)
         result["upstreamBackup"] = str(backup)
     result["store"] = str(target)
     output.emit(result)
     return 0
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

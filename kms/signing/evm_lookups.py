@@ -11,7 +11,6 @@ carry the URL (the web3 gateway path holds the API key) and are raised as TatumA
 
 from __future__ import annotations
 
-import email.utils
 import itertools
 import math
 import time
@@ -26,6 +25,7 @@ import httpx
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, stop_after_attempt
 
 from kms.errors import TatumApiError
+from kms.tatum.retry import retry_after_seconds
 
 GWEI = 10**9
 POLYGON_GAS_STATION = "https://gasstation.polygon.technology/v2"
@@ -247,7 +247,7 @@ class TatumEvmLookups:
             raise _Transient(f"could not reach the Tatum API ({type(exc).__name__})") from None
         status = response.status_code
         if status == 429:
-            raise _Transient("throttled (HTTP 429)", _retry_after(response.headers.get("retry-after")))
+            raise _Transient("throttled (HTTP 429)", retry_after_seconds(response))
         if status >= 500:
             raise _Transient(f"HTTP {status}")
         if status >= 400:
@@ -264,19 +264,6 @@ class TatumEvmLookups:
         if isinstance(error, _Transient) and error.retry_after is not None:
             return min(error.retry_after, policy.max_retry_after)
         return min(policy.initial_wait * 2 ** (state.attempt_number - 1), policy.max_wait)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _as_int(raw: object, what: str) -> int:

@@ -94,19 +94,19 @@ def create_atomically(path: Path, initialise: Callable[[sqlite3.Connection], Non
             conn.execute("PRAGMA journal_mode = WAL")
         finally:
             conn.close()  # checkpoints: the main file now holds everything
-        _fsync_path(temp)
+        fsync_path(temp)
         try:
             os.link(temp, path)
         except FileExistsError:
             return False
-        _fsync_path(parent)
+        fsync_path(parent)
         return True
     finally:
         for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm"), Path(f"{temp}-journal")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
         with contextlib.suppress(OSError):
-            _fsync_path(parent)
+            fsync_path(parent)
 
 
 def _make_private_dir(directory: Path) -> None:
@@ -120,7 +120,7 @@ def _make_private_dir(directory: Path) -> None:
     os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
