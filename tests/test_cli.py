@@ -349,3 +349,12 @@ def test_secret_output_to_a_terminal_warns_on_stderr(home: Path) -> None:
     # and with stdout redirected (not a terminal), no warning
     plain = run_kms(["getprivatekey", sid, "0"], home)
     assert "secret key material" not in plain.stderr
+
+
+def test_daemon_refuses_an_approval_url_with_a_query(home: Path) -> None:
+    result = run_kms(
+        ["daemon", "--testnet", "--runOnce", "--apiKey", "k" * 20, "--externalUrl", "https://127.0.0.1:9/ok?token=x"],
+        home,
+    )
+    assert result.code == 2
+    assert "--externalUrl must not have a query or fragment" in result.error()

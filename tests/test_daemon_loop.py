@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,9 @@ import pytest
 from eth_account import Account
 
 from kms.chains import get_chain
-from kms.chains.base import Chain
-from kms.daemon.four_eye import FourEye
-from kms.daemon.keys import NO_KEYS
+from kms.chains.base import Chain, PendingTransaction
+from kms.daemon.four_eye import FourEye, Verdict
+from kms.daemon.keys import NO_KEYS, KeyResolutionError, resolve_keys
 from kms.daemon.loop import Daemon, DaemonConfig, Outcome
 from kms.errors import KmsError
 from kms.hygiene import SecretBuffer
@@ -237,21 +239,24 @@ def test_metrics_and_audit_hooks(store: WalletStore, client: TatumClient, admin:
     assert sample("kms_broadcast_total", chain="ETH") == 1
     assert sample("kms_four_eye_rejections_total", chain="ETH") == 1
     assert sample("kms_wallets", chain="ETH") == 1
-    by_id = {r["pendingId"]: r for r in audit}
-    assert len(audit) == 2 and set(by_id) == {"ok", "no"}  # one record per decision
-    ok = by_id["ok"]
-    assert ok["outcome"] == "broadcast" and ok["signatureIds"] == [key_id]
+    decisions = {r["pendingId"]: r for r in audit if r["record"] == "decision"}
+    results = [r for r in audit if r["record"] == "broadcast"]
+    assert set(decisions) == {"ok", "no"} and len(audit) == 3  # a decision each, and one broadcast result
+    ok = decisions["ok"]
+    assert ok["outcome"] == "signed" and ok["signatureIds"] == [key_id]
     assert ok["fourEye"] == {"verdict": "approved", "status": 200}
-    assert len(ok["payloadSha256"]) == 64 and ok["broadcast"]["ok"] is True
     sent_tx = next(iter(sent(admin).values()))
     assert ok["payloadSha256"] == hashlib.sha256(sent_tx.encode()).hexdigest()
-    no = by_id["no"]
+    assert audit.index(ok) < audit.index(results[0])  # the decision is on record before the broadcast
+    assert results[0]["pendingId"] == "ok" and results[0]["broadcast"]["ok"] is True
+    assert results[0]["payloadSha256"] == ok["payloadSha256"]
+    no = decisions["no"]
     assert no["outcome"] == "refused" and no["fourEye"] == {"verdict": "refused", "status": 403}
-    assert no["payloadSha256"] is None and no["broadcast"] is None
+    assert no["payloadSha256"] is None
     assert daemon.ready()
 
 
-def test_audit_failure_stops_further_signing(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
+def test_audit_failure_stops_the_broadcast(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
     key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
     admin.enqueue(pending("p1", hashes=[key_id]))
 
@@ -260,23 +265,22 @@ def test_audit_failure_stops_further_signing(store: WalletStore, client: TatumCl
 
     daemon = make_daemon(store, client, audit=broken)
     try:
-        daemon.run_cycle()
-        first = dict(sent(admin))
+        first = daemon.run_cycle()
         admin.enqueue(pending("p2", hashes=[key_id]))
-        report = daemon.run_cycle()
+        second = daemon.run_cycle()
     finally:
         daemon.close()
-    # The decision whose record could not be written had already been broadcast; after it, nothing more is signed.
-    assert set(first) <= {"p1"}
-    assert "p2" not in sent(admin)
-    assert report.outcomes[Outcome.FAILED] >= 1
+    # Nothing leaves kms without its decision on record; after a failed write nothing more is signed either.
+    assert sent(admin) == {}
+    assert first.outcomes[Outcome.FAILED] == 1 and second.outcomes[Outcome.FAILED] >= 1
 
 
 def test_transactions_are_processed_concurrently_within_the_bound(
     store: WalletStore, client: TatumClient, admin: SandboxAdmin
 ) -> None:
-    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
-    admin.enqueue([pending(f"c{i}", hashes=[key_id]) for i in range(12)])
+    eth = get_chain("ETH")
+    key_ids = [store.add("ETH", True, {"privateKey": eth.generate_private_key(True)["privateKey"]}) for _ in range(12)]
+    admin.enqueue([pending(f"c{i}", hashes=[key_ids[i]]) for i in range(12)])
     admin.configure(faults=[{"kind": "delay", "seconds": 0.3, "path": "/v3/ethereum/broadcast", "times": -1}])
     config = DaemonConfig(chains=("ETH", "BTC", "BSC"), testnet=True, concurrency=3)
     daemon = make_daemon(store, client, config=config)
@@ -287,6 +291,24 @@ def test_transactions_are_processed_concurrently_within_the_bound(
     assert report.outcomes[Outcome.BROADCAST] == 12
     peak = admin.state()["peakInflight"]["POST /v3/ethereum/broadcast"]
     assert 2 <= peak <= 3
+
+
+def test_one_sender_signs_one_transaction_at_a_time(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    # No nonce given: each is looked up; signed at once, two would get the same nonce.
+    no_nonce = json.dumps({k: v for k, v in json.loads(eth_tx()).items() if k != "nonce"})
+    admin.enqueue([pending(f"s{i}", hashes=[key_id], serializedTransaction=no_nonce) for i in range(4)])
+    admin.configure(faults=[{"kind": "delay", "seconds": 0.2, "path": "/v3/ethereum/broadcast", "times": -1}])
+    daemon = make_daemon(store, client, config=DaemonConfig(chains=("ETH",), testnet=True, concurrency=4))
+    try:
+        report = daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert report.outcomes[Outcome.BROADCAST] == 4
+    assert admin.state()["peakInflight"]["POST /v3/ethereum/broadcast"] == 1
+    assert [b["signatureId"] for b in admin.state()["broadcasts"]] == ["s0", "s1", "s2", "s3"]
 
 
 def test_a_failing_chain_does_not_stop_the_others(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
@@ -397,3 +419,83 @@ def test_offchain_withdrawal_from_a_key_wallet_is_refused(
         daemon.close()
     assert "needs a mnemonic based wallet" in errors(admin)["wd-2"]
     assert sent(admin) == {}
+
+
+def test_a_wallet_of_another_chain_never_signs(store: WalletStore) -> None:
+    btc_wallet = store.add("BTC", True, get_chain("BTC").generate_wallet(True))
+    bsc_key = store.add("BSC", True, {"privateKey": get_chain("BSC").generate_private_key(True)["privateKey"]})
+    eth = get_chain("ETH")
+    for wallet_id, index in ((btc_wallet, 3), (bsc_key, None)):
+        tx = PendingTransaction(id="p", chain="ETH", serialized_transaction=eth_tx(), hashes=(wallet_id,), index=index)
+        with pytest.raises(KeyResolutionError, match="wallet but KMS transaction p is a ETH transaction"):
+            resolve_keys(tx, eth, store, True)
+
+
+class _ApprovalServer(ThreadingHTTPServer):
+    """Answers the approval GET with the queued statuses, then 200."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                status = server.statuses.pop(0) if server.statuses else 200
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.mark.parametrize("status", [401, 408, 429])
+def test_answers_that_are_no_verdict_are_asked_again(status: int) -> None:
+    server = _ApprovalServer([status])
+    try:
+        four_eye = FourEye(server.url)
+        tx = PendingTransaction(id="later", chain="ETH", serialized_transaction=eth_tx())
+        first = four_eye.check(tx)
+        assert first.verdict is Verdict.UNAVAILABLE and first.status == status
+        assert four_eye.check(tx).approved
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_refusal_is_a_refusal() -> None:
+    server = _ApprovalServer([403])
+    try:
+        decision = FourEye(server.url).check(PendingTransaction(id="x", chain="ETH", serialized_transaction="{}"))
+        assert decision.verdict is Verdict.REFUSED and decision.status == 403 and decision.reason == "HTTP 403"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_evm_offchain_withdrawal_needs_its_index(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    mnemonic_id = store.add("ETH", True, get_chain("ETH").generate_wallet(True))
+    admin.enqueue(
+        pending(
+            "eth-offchain",
+            hashes=[mnemonic_id],
+            withdrawalId="w-1",
+            withdrawalResponses=[{"vIn": "a", "address": {"derivationKey": 4}}],
+        )
+    )
+    daemon = make_daemon(store, client)
+    try:
+        daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert sent(admin) == {}  # withdrawalResponses are a UTXO signer's business; ETH still needs an index
+    assert "mnemonic based" in errors(admin)["eth-offchain"]

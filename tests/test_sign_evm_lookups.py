@@ -140,7 +140,7 @@ def test_node_nonce_routes(
     request = tatum.requests[-1]
     assert request.path.replace(API_KEY, "{key}") == rpc_path
     assert request.json()["method"] == nonce_method
-    assert request.json()["params"] == [ADDRESS, "latest"]
+    assert request.json()["params"] == [ADDRESS, "pending"]  # counts transactions not yet mined
 
 
 @pytest.mark.parametrize(("chain", "segment"), [("BSC", "bsc"), ("XDC", "xdc")])

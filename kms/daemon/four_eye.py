@@ -1,9 +1,10 @@
 """Four-eye approval: ask an external system before signing (upstream's --externalUrl).
 
 ``GET {url}/{id}``, or with method POST the pending transaction as JSON to the same address. Only a 2xx approves.
-A 4xx is an explicit refusal (final: reported once, never asked again). Anything else (timeout, no connection, 3xx,
-5xx) is "unavailable": not signed now, asked again next cycle. No retries within a cycle and no redirects followed:
-the answer must come from the configured address.
+A 4xx is an explicit refusal (final: reported once, never asked again), except the ones that speak about the request
+rather than the transaction (401, 407, 408, 425, 429: authentication, timeout, throttling). Those and everything else
+(timeout, no connection, 3xx, 5xx) are "unavailable": not signed now, asked again next cycle. No retries within a
+cycle and no redirects followed: the answer must come from the configured address.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from kms.tatum.proxy import transport_for
 log = logging.getLogger("kms.daemon")
 
 DEFAULT_TIMEOUT = 10.0
+# 4xx answers that say nothing about the transaction: asking again later may get a real verdict.
+NOT_A_VERDICT = frozenset({401, 407, 408, 425, 429})
 
 
 class Verdict(enum.Enum):
@@ -75,7 +78,7 @@ class FourEye:
         detail = f"HTTP {status}"
         if 200 <= status < 300:
             return Decision(Verdict.APPROVED, detail, status)
-        if 400 <= status < 500:
+        if 400 <= status < 500 and status not in NOT_A_VERDICT:
             return Decision(Verdict.REFUSED, detail, status)
         return Decision(Verdict.UNAVAILABLE, detail, status)
 

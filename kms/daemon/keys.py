@@ -12,7 +12,7 @@ signs with the key; here it is an error, since the caller asked for a derived ad
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from kms.chains.base import Chain, PendingTransaction, SigningKey
@@ -70,6 +70,12 @@ def _secret_of(wallet: StoredWallet) -> tuple[str, SecretBuffer]:
 
 
 def _check_network(wallet: StoredWallet, testnet: bool, pending: PendingTransaction) -> None:
+    if wallet.meta.chain != pending.chain:
+        # A key of one chain never signs for another (upstream would derive an ETH key from a BTC mnemonic).
+        raise KeyResolutionError(
+            f"Wallet {wallet.meta.signature_id} is a {wallet.meta.chain} wallet but KMS transaction {pending.id} is "
+            f"a {pending.chain} transaction"
+        )
     if wallet.meta.testnet != testnet:
         have = "testnet" if wallet.meta.testnet else "mainnet"
         want = "testnet" if testnet else "mainnet"
@@ -161,8 +167,8 @@ def _unique(keys: Sequence[SigningKey]) -> list[SigningKey]:
 
 def offchain_indexes(signer: Any, pending: PendingTransaction) -> list[int] | None:
     """The derivation indexes an offchain withdrawal is signed at, when its signer derives per input (UTXO chains):
-    the signer's ``offchain_key_indexes(pending)`` when it has one, otherwise the ``withdrawalResponses`` contract of
-    kms.signing.utxo_common. None when the keys come from the usual hashes / index / signatures."""
+    the signer's ``offchain_key_indexes(pending)``. None when the keys come from the usual hashes / index /
+    signatures (every other chain, where an offchain withdrawal is signed like any pending transaction)."""
     if not pending.withdrawal_id:
         return None
     real = signer.load() if hasattr(signer, "load") else signer
@@ -170,8 +176,4 @@ def offchain_indexes(signer: Any, pending: PendingTransaction) -> list[int] | No
     if callable(hook):
         result = hook(pending)
         return None if result is None else [int(i) for i in result]
-    if isinstance(pending.raw, Mapping) and "withdrawalResponses" in pending.raw:
-        from kms.signing.utxo_common import offchain_derivation_indexes
-
-        return offchain_derivation_indexes(pending)
     return None

@@ -58,17 +58,34 @@ class _Failure(KmsError):
         self.stage = stage
 
 
+def _by_sender(batch: list[PendingTransaction]) -> list[list[PendingTransaction]]:
+    """Transactions that sign with the same wallet (and index) go one after another, in the order the API gave them:
+    two signed at once would look up the same nonce, and the second, once journaled, could never be broadcast.
+    Different senders run concurrently."""
+    queues: dict[tuple[object, ...], list[PendingTransaction]] = {}
+    for pending in batch:
+        if pending.signatures:
+            sender: tuple[object, ...] = (pending.signatures[0].id, pending.signatures[0].index)
+        elif pending.hashes:
+            sender = (pending.hashes[0], pending.index)
+        else:
+            sender = ("", pending.id)
+        queues.setdefault((pending.chain, *sender), []).append(pending)
+    return list(queues.values())
+
+
 class _Trail:
-    """What one transaction's decision was, for its single audit record."""
+    """What was decided for one transaction: its decision record, and whether that is already in the audit log."""
 
     def __init__(self, pending: PendingTransaction) -> None:
+        self.decision_written = False
         self.record: dict[str, object] = {
+            "record": "decision",
             "pendingId": pending.id,
             "chain": pending.chain,
             "signatureIds": [*pending.hashes, *(ref.id for ref in pending.signatures)],
             "fourEye": {"verdict": "not-required", "status": None},
             "payloadSha256": None,
-            "broadcast": None,
         }
 
 
@@ -157,10 +174,10 @@ class Daemon:
         with self._lock:
             self._polls_answered = self._polls_failed = 0
         polls = [self._poll_pool.submit(self._poll_chain, code, report) for code in self.config.chains]
-        work: list[Future[Outcome]] = []
+        work: list[Future[list[Outcome]]] = []
         for done in as_completed(polls):
-            for pending in done.result():
-                work.append(self._tx_pool.submit(self._process_counted, pending, report))
+            for queue in _by_sender(done.result()):
+                work.append(self._tx_pool.submit(self._process_queue, queue, report))
         for future in work:
             future.result()
         self._report_errors(report)
@@ -219,6 +236,8 @@ class Daemon:
             report.chain_error(code, str(exc))
             return []
         except Exception as exc:  # one chain's surprise must not cost the other chains their cycle
+            with self._lock:
+                self._polls_failed += 1
             log.error("polling %s failed (%s)", code, type(exc).__name__)
             self.metrics.error("poll", code)
             report.chain_error(code, f"internal error ({type(exc).__name__})")
@@ -235,10 +254,13 @@ class Daemon:
 
     # -- one transaction --------------------------------------------------------------------------------------------
 
-    def _process_counted(self, pending: PendingTransaction, report: CycleReport) -> Outcome:
-        outcome = self.process(pending, report)
-        report.count(outcome)
-        return outcome
+    def _process_queue(self, queue: list[PendingTransaction], report: CycleReport) -> list[Outcome]:
+        outcomes = []
+        for pending in queue:
+            outcome = self.process(pending, report)
+            report.count(outcome)
+            outcomes.append(outcome)
+        return outcomes
 
     def process(self, pending: PendingTransaction, report: CycleReport) -> Outcome:
         if self.stop.is_set():
@@ -266,12 +288,15 @@ class Daemon:
         except KmsError as exc:
             self._fail(pending, report, txlog, trail, "internal", str(exc))
         except Exception as exc:  # never let one transaction take the worker down; never print library text
-            msg = f"internal error ({type(exc).__name__}); nothing was signed"
+            if trail.record["payloadSha256"] is None:
+                msg = f"internal error ({type(exc).__name__}); nothing was signed"
+            else:
+                msg = f"internal error ({type(exc).__name__}) after signing; the journaled transaction is sent again"
             self._fail(pending, report, txlog, trail, "internal", msg)
         finally:
             with self._lock:
                 self._inflight.discard(pending.id)
-        if outcome is not Outcome.SKIPPED:
+        if outcome is not Outcome.SKIPPED and not trail.decision_written:
             trail.record["outcome"] = outcome.value
             self._write_audit(trail.record, txlog)
         return outcome
@@ -296,13 +321,25 @@ class Daemon:
         else:
             tx_data = self._sign(pending, chain, txlog)
             outcome = Outcome.BROADCAST
-        trail.record["payloadSha256"] = hashlib.sha256(tx_data.encode()).hexdigest()
+        payload_sha256 = hashlib.sha256(tx_data.encode()).hexdigest()
+        trail.record["payloadSha256"] = payload_sha256
+        trail.record["outcome"] = "signed" if outcome is Outcome.BROADCAST else "rebroadcast"
+        # Nothing leaves kms without its decision on record (fail closed).
+        if self._audit_broken:
+            raise _Failure("audit", "the audit log cannot be written; nothing is broadcast until it is fixed")
+        self._write_audit(trail.record, txlog)
+        trail.decision_written = True
+        if self._audit_broken:
+            raise _Failure("audit", "the audit log could not be written; not broadcast")
+        result_record: dict[str, object] = {
+            "record": "broadcast", "pendingId": pending.id, "chain": code, "payloadSha256": payload_sha256,
+        }  # fmt: skip
         try:
             result = self._broadcast(pending, chain, tx_data)
         except _Failure as exc:
-            trail.record["broadcast"] = {"ok": False, "error": str(exc)}
+            self._write_audit({**result_record, "broadcast": {"ok": False, "error": str(exc)}}, txlog)
             raise
-        trail.record["broadcast"] = {"ok": True, "txId": result}
+        self._write_audit({**result_record, "broadcast": {"ok": True, "txId": result}}, txlog)
         self._stage("journal", lambda: self.journal.record_broadcast(pending.id))
         self.metrics.broadcast(code)
         txlog.info("Tx was processed: %s (txId %s)", pending.id, result)
@@ -385,8 +422,8 @@ class Daemon:
         trail.record["error"] = msg
 
     def _write_audit(self, record: Mapping[str, object], txlog: logging.LoggerAdapter[Any]) -> None:
-        """One record per decision, once its outcome is known. A log that cannot be written stops all signing
-        (fail closed): no further transaction is signed while the audit trail is broken."""
+        """Append one audit record. A log that cannot be written stops all signing and broadcasting (fail closed)
+        until the daemon is restarted with a working log."""
         if self.audit is None:
             return
         try:

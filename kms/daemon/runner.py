@@ -71,6 +71,9 @@ def _check_url(url: str, flag: str) -> str:
         raise UsageError(f"{flag} must be an http(s) URL")
     if parts.username or parts.password:
         raise UsageError(f"{flag} must not carry credentials")
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        # The pending id is appended as a path segment; after a query it would not reach the server as one.
+        raise UsageError(f"{flag} must not have a query or fragment")
     return url.rstrip("/")
 
 

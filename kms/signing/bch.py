@@ -38,6 +38,7 @@ from kms.signing.utxo_common import (
     check_chain,
     check_offchain_keys,
     decode_keys,
+    offchain_derivation_indexes,
     offchain_input_positions,
     read_hex,
     read_int,
@@ -55,6 +56,11 @@ class BchSigner:
 
     def __init__(self, network: SigningNetwork = BITCOIN_CASH) -> None:
         self.network = network
+
+    def offchain_key_indexes(self, pending: PendingTransaction) -> list[int] | None:
+        """Offchain withdrawals are signed with one key per input, derived from the mnemonic wallet at the indexes
+        the withdrawal names (upstream's signXxxOffchainKMSTransaction); None for ordinary pending transactions."""
+        return offchain_derivation_indexes(pending) if pending.withdrawal_id else None
 
     def sign(
         self,

@@ -140,7 +140,7 @@ class TatumEvmLookups:
         if route.nonce_via_rest:
             answer = self._get_json(f"/v3/{route.rest}/transaction/count/{quote(address, safe='')}", testnet, "nonce")
             return _as_int(answer, f"{chain} transaction count")
-        return self._rpc_int(route, f"{route.namespace}_getTransactionCount", [address, "latest"], testnet, chain)
+        return self._rpc_int(route, f"{route.namespace}_getTransactionCount", [address, "pending"], testnet, chain)
 
     def gas_price(self, chain: str, testnet: bool) -> int:
         route = self._route(chain)

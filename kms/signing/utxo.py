@@ -48,6 +48,7 @@ from kms.signing.utxo_common import (
     check_chain,
     check_offchain_keys,
     decode_keys,
+    offchain_derivation_indexes,
     read_hex,
     read_int,
     read_serialized,
@@ -79,6 +80,11 @@ class UtxoSigner:
 
     def __init__(self, network: SigningNetwork) -> None:
         self.network = network
+
+    def offchain_key_indexes(self, pending: PendingTransaction) -> list[int] | None:
+        """Offchain withdrawals are signed with one key per input, derived from the mnemonic wallet at the indexes
+        the withdrawal names (upstream's signXxxOffchainKMSTransaction); None for ordinary pending transactions."""
+        return offchain_derivation_indexes(pending) if pending.withdrawal_id else None
 
     def sign(
         self,
