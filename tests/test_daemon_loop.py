@@ -499,3 +499,24 @@ def test_an_evm_offchain_withdrawal_needs_its_index(
         daemon.close()
     assert sent(admin) == {}  # withdrawalResponses are a UTXO signer's business; ETH still needs an index
     assert "mnemonic based" in errors(admin)["eth-offchain"]
+
+
+def test_a_pending_id_that_comes_back_changed_is_not_sent(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.enqueue(pending("p1", hashes=[key_id]))
+    admin.configure(faults=[{"kind": "status", "status": 400, "path": "/v3/ethereum/broadcast", "times": 1}])
+    daemon = make_daemon(store, client)
+    try:
+        daemon.run_cycle()  # signed and journaled, broadcast refused once
+        journaled = store.journal_get("p1")
+        assert journaled is not None and sent(admin) == {}
+        admin.reset()
+        admin.enqueue(pending("p1", hashes=[key_id], serializedTransaction=eth_tx(value="999")))
+        daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert sent(admin) == {}  # neither the old bytes for the new request, nor a second signature
+    assert "different serializedTransaction" in errors(admin)["p1"]
+    assert store.journal_get("p1") == journaled

@@ -661,3 +661,23 @@ def test_one_instance_is_safe_across_threads(store_path: Path) -> None:
         assert store.counts() == {("ETH", False): 80, ("ETH", True): 80}
         assert len(store.export()) == 160  # rotations happened along the way (rotate_after=60)
     assert header(store_path)["key_generation"] > 1
+
+
+def test_journal_of_a_store_made_before_request_hashes(store_path: Path) -> None:
+    with open_weak(store_path, create=True) as store:
+        store.journal_put("old-1", "ETH", "0xaa")
+    conn = sqlite3.connect(store_path)
+    try:  # the journal as the first stores had it
+        conn.executescript(
+            "CREATE TABLE journal_v1 AS SELECT pending_id, chain, tx_data, status, created_at, updated_at FROM journal;"
+            "DROP TABLE journal; ALTER TABLE journal_v1 RENAME TO journal;"
+        )
+    finally:
+        conn.close()
+    with open_weak(store_path) as store:
+        entry = store.journal_lookup("old-1")
+        assert entry is not None and entry.tx_data == "0xaa" and entry.request_sha256 == ""
+        store.journal_put("new-1", "ETH", "0xbb", "ab" * 32)
+        new = store.journal_lookup("new-1")
+        assert new is not None and new.request_sha256 == "ab" * 32
+        assert [e.pending_id for e in store.journal_entries()] == ["old-1", "new-1"]

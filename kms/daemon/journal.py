@@ -9,8 +9,12 @@ txData is broadcast again.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol
+
+from kms.chains.base import PendingTransaction
+from kms.store.journal import JournalEntry
 
 STATUS_BROADCAST = "broadcast"
 STATUS_REFUSED = "refused"
@@ -19,8 +23,8 @@ REFUSED_MARKER = "kms:four-eye-refused"
 
 
 class JournalStore(Protocol):
-    def journal_get(self, pending_id: str) -> str | None: ...
-    def journal_put(self, pending_id: str, chain: str, tx_data: str) -> None: ...
+    def journal_lookup(self, pending_id: str) -> JournalEntry | None: ...
+    def journal_put(self, pending_id: str, chain: str, tx_data: str, request_sha256: str = "") -> None: ...
     def journal_mark(self, pending_id: str, status: str) -> None: ...
 
 
@@ -34,23 +38,35 @@ class State(enum.Enum):
 class Entry:
     state: State
     tx_data: str | None = None
+    changed: str | None = None
+    """Set when the pending id came back with another chain or another transaction than the one journaled."""
+
+
+def request_sha256(pending: PendingTransaction) -> str:
+    """What was asked to be signed: the chain and the serialized transaction, as the Tatum API handed them out."""
+    return hashlib.sha256(f"{pending.chain}\n{pending.serialized_transaction}".encode()).hexdigest()
 
 
 class Journal:
     def __init__(self, store: JournalStore) -> None:
         self._store = store
 
-    def lookup(self, pending_id: str) -> Entry:
-        value = self._store.journal_get(pending_id)
-        if value is None:
+    def lookup(self, pending: PendingTransaction) -> Entry:
+        entry = self._store.journal_lookup(pending.id)
+        if entry is None:
             return Entry(State.NEW)
-        if value == REFUSED_MARKER:
+        if entry.tx_data == REFUSED_MARKER:
             return Entry(State.REFUSED)
-        return Entry(State.SIGNED, value)
+        changed = None
+        if entry.chain != pending.chain.upper():
+            changed = f"it was signed as a {entry.chain} transaction and came back as {pending.chain}"
+        elif entry.request_sha256 and entry.request_sha256 != request_sha256(pending):
+            changed = "it came back with a different serializedTransaction than the one signed"
+        return Entry(State.SIGNED, entry.tx_data, changed)
 
-    def record_signed(self, pending_id: str, chain: str, tx_data: str) -> None:
+    def record_signed(self, pending: PendingTransaction, tx_data: str) -> None:
         """Durable before it returns; raises JournalConflictError for a different txData under the same id."""
-        self._store.journal_put(pending_id, chain, tx_data)
+        self._store.journal_put(pending.id, pending.chain, tx_data, request_sha256(pending))
 
     def record_broadcast(self, pending_id: str) -> None:
         self._store.journal_mark(pending_id, STATUS_BROADCAST)

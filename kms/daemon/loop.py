@@ -306,7 +306,12 @@ class Daemon:
     ) -> Outcome:
         code = pending.chain
         chain = self._stage("chain", lambda: self.registry(code))
-        entry = self._stage("journal", lambda: self.journal.lookup(pending.id))
+        entry = self._stage("journal", lambda: self.journal.lookup(pending))
+        if entry.changed:
+            # Never re-send old bytes for a request that is no longer the one signed, and never sign it anew.
+            raise _Failure(
+                "journal", f"pending transaction {pending.id} was already signed here, but {entry.changed}; not sent"
+            )
         if entry.state is State.REFUSED:
             txlog.debug("refused earlier by the four-eye server; not asking again")
             return Outcome.SKIPPED
@@ -385,7 +390,7 @@ class Daemon:
             keys.clear()  # the key strings themselves cannot be wiped; drop the references promptly
         if not isinstance(tx_data, str) or not tx_data:
             raise _Failure("signing", f"the {pending.chain} signer returned no transaction")
-        self._stage("journal", lambda: self.journal.record_signed(pending.id, pending.chain, tx_data))
+        self._stage("journal", lambda: self.journal.record_signed(pending, tx_data))
         self.metrics.signed(pending.chain)
         txlog.info("signed and journaled")
         return tx_data

@@ -17,6 +17,7 @@ from kms.hygiene import SecretBuffer
 from kms.metrics import Metrics
 from kms.store import StoredWallet, WalletStore
 from kms.store.errors import StoreMissingError
+from kms.store.journal import JournalEntry
 
 log = logging.getLogger("kms.daemon")
 
@@ -65,8 +66,11 @@ class StoreSlot:
     def journal_get(self, pending_id: str) -> str | None:
         return self._current().journal_get(pending_id)
 
-    def journal_put(self, pending_id: str, chain: str, tx_data: str) -> None:
-        self._current().journal_put(pending_id, chain, tx_data)
+    def journal_put(self, pending_id: str, chain: str, tx_data: str, request_sha256: str = "") -> None:
+        self._current().journal_put(pending_id, chain, tx_data, request_sha256)
+
+    def journal_lookup(self, pending_id: str) -> JournalEntry | None:
+        return self._current().journal_lookup(pending_id)
 
     def journal_mark(self, pending_id: str, status: str) -> None:
         self._current().journal_mark(pending_id, status)

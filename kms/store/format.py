@@ -70,6 +70,7 @@ CREATE TABLE journal (
     pending_id TEXT PRIMARY KEY NOT NULL,
     chain TEXT NOT NULL,
     tx_data TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL DEFAULT '',
     status TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL

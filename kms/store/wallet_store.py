@@ -414,11 +414,20 @@ class WalletStore:
 
     # ----------------------------------------------------------------------------------------------- journal
 
-    def journal_put(self, pending_id: str, chain: str, tx_data: str) -> None:
-        """Record the signed txData of a pending transaction before broadcasting it. Idempotent for the same data;
-        a different txData for the same id raises JournalConflictError."""
+    def journal_put(self, pending_id: str, chain: str, tx_data: str, request_sha256: str = "") -> None:
+        """Record the signed txData of a pending transaction (and the SHA-256 of the pending transaction it was made
+        from) before broadcasting it. Idempotent for the same data; a different txData for the same id raises
+        JournalConflictError."""
         with self._writing(need_key=False) as txn:
-            journal.put(txn.conn, pending_id, str(chain).strip().upper(), tx_data)
+            journal.put(txn.conn, pending_id, str(chain).strip().upper(), tx_data, request_sha256)
+
+    def journal_lookup(self, pending_id: str) -> JournalEntry | None:
+        with self._reading() as conn:
+            return journal.lookup(conn, pending_id)
+
+    def journal_release(self, pending_id: str) -> None:
+        with self._writing(need_key=False) as txn:
+            journal.release(txn.conn, pending_id)
 
     def journal_get(self, pending_id: str) -> str | None:
         with self._reading() as conn:
