@@ -13,6 +13,7 @@ import ctypes.util
 import os
 import resource
 import sys
+import threading
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -69,7 +70,7 @@ class SecretBuffer:
         import hmac
 
         if isinstance(other, SecretBuffer):
-            return hmac.compare_digest(bytes(self._buf), bytes(other._buf))
+            return hmac.compare_digest(self._buf, other._buf)  # no immutable copies of either secret
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -130,22 +131,46 @@ def zero_bytearray(buf: bytearray) -> None:
     ctypes.memset(_address_of(buf), 0, len(buf))
 
 
+# mlock works on whole pages and does not count: several small buffers share a page, and unlocking one would
+# unlock its neighbours. So locks are counted per page, and a page is unlocked when its last buffer lets go.
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_page_locks: dict[int, int] = {}
+_page_lock_guard = threading.Lock()
+
+
+def _pages(buf: bytearray) -> range:
+    start = _address_of(buf)
+    return range(start // _PAGE, (start + len(buf) - 1) // _PAGE + 1)
+
+
 def _mlock(buf: bytearray) -> bool:
     if _libc is None or not buf:
         return False
-    try:
-        return _libc.mlock(ctypes.c_void_p(_address_of(buf)), ctypes.c_size_t(len(buf))) == 0
-    except (AttributeError, OSError):
-        return False
+    with _page_lock_guard:
+        try:
+            if _libc.mlock(ctypes.c_void_p(_address_of(buf)), ctypes.c_size_t(len(buf))) != 0:
+                return False
+        except (AttributeError, OSError):
+            return False
+        for page in _pages(buf):
+            _page_locks[page] = _page_locks.get(page, 0) + 1
+        return True
 
 
 def _munlock(buf: bytearray) -> None:
     if _libc is None or not buf:
         return
-    try:
-        _libc.munlock(ctypes.c_void_p(_address_of(buf)), ctypes.c_size_t(len(buf)))
-    except (AttributeError, OSError):
-        pass
+    with _page_lock_guard:
+        for page in _pages(buf):
+            remaining = _page_locks.get(page, 1) - 1
+            if remaining > 0:
+                _page_locks[page] = remaining
+                continue
+            _page_locks.pop(page, None)
+            try:
+                _libc.munlock(ctypes.c_void_p(page * _PAGE), ctypes.c_size_t(_PAGE))
+            except (AttributeError, OSError):
+                pass
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ def mask_api_key(value: str | None) -> str:
 
 
 def mask_secret(value: str | None) -> str:
-    """Passwords and credentials: only whether they are set and their length. (Upstream shows the first six
+    """Passwords and credentials: only whether they are set, not even their length. (Upstream shows the first six
     characters of each password; that is a sixth of a typical password handed to whoever reads the output.)"""
     if not value:
         return "N/A"
-    return "*" * len(value)
+    return "********"

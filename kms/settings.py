@@ -34,6 +34,8 @@ SECRET_SETTINGS = frozenset(
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
         "AZURE_CLIENT_SECRET",
+        "AZURE_PASSWORD",
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
         "VAULT_TOKEN",
     }
 )

@@ -94,6 +94,12 @@ def test_testnet_flag_and_kebab_case_env_file(home: Path, tmp_path: Path) -> Non
     assert got.json()["address"] == BTC_TEST_VECTOR["expected"]["addresses"]["0"]
 
 
+def test_bad_input_does_not_create_a_store(home: Path, store_dir: Path) -> None:
+    assert run_kms(["storemanagedwallet", "ETH"], home, stdin="abandon abandon\n").code != 0
+    assert run_kms(["storemanagedprivatekey", "ETH"], home, stdin="zz\n").code != 0
+    assert not (store_dir / "wallet.dat").exists()
+
+
 def test_storemanagedwallet_rejects_bad_checksum_and_leaves_store_untouched(home: Path, store_dir: Path) -> None:
     _store_mnemonic(home, ETH_VECTOR)
     before = snapshot(store_dir)
@@ -239,6 +245,25 @@ def test_passwd_changes_password(home: Path) -> None:
     assert result.code == 0, result.stderr
     assert run_kms(["getmanagedwallet", sid], home).error() == "wrong password or damaged store"
     assert run_kms(["getmanagedwallet", sid], home, password=new_password).code == 0
+    assert result.json() == {"passwordChanged": True, "dataKeyRotated": True}
+
+
+def test_passwd_rotates_the_data_key(home: Path, store_dir: Path) -> None:
+    import sqlite3
+
+    _store_mnemonic(home, ETH_VECTOR)
+
+    def generation() -> int:
+        conn = sqlite3.connect(store_dir / "wallet.dat")
+        try:
+            return int(conn.execute("SELECT key_generation FROM header").fetchone()[0])
+        finally:
+            conn.close()
+
+    before = generation()
+    assert run_kms(["passwd"], home, stdin="another-long-password\n").code == 0
+    # An earlier copy of the file opened with the old password must not unlock wallets added from now on.
+    assert generation() == before + 1
 
 
 def test_upstream_file_at_store_path_names_migrate(home: Path, store_dir: Path) -> None:
@@ -275,7 +300,29 @@ def test_migrate_in_place_keeps_upstream_backup(home: Path, store_dir: Path) -> 
     assert result.code == 0, result.stderr
     backup = store_dir / "wallet.dat.upstream-backup"
     assert backup.read_bytes() == (FIXTURES / "upstream-wallet.dat").read_bytes()
+    assert backup.stat().st_mode & 0o077 == 0  # upstream wrote it 0644; its weak encryption stays private
+    assert "shred it" in result.json()["warning"]
     assert run_kms(["export"], home, password=password).json() == expected
+
+
+def test_failed_migrate_leaves_nothing_behind(home: Path, store_dir: Path) -> None:
+    from tests.test_migrate_upstream import write_upstream
+
+    store_dir.mkdir()
+    target = store_dir / "wallet.dat"
+    good = {"privateKey": ETH_KEY, "chain": "eth", "testnet": False}  # upstream keeps chain codes as typed
+    broken = {"privateKey": ETH_KEY, "chain": "ETH"}  # no testnet flag: cannot be imported faithfully
+    write_upstream(target, {str(uuid.uuid4()): good, str(uuid.uuid4()): broken}, PASSWORD.encode())
+    before = snapshot(store_dir)
+    result = run_kms(["migrate", "--from", str(target)], home)
+    assert result.code != 0 and "testnet" in result.error()
+    assert snapshot(store_dir) == before  # no half-built store, no leftover blocking the next attempt
+    # Once fixed, the lower-case chain code migrates (stored upper case, as kms keeps every chain code).
+    good_id = str(uuid.uuid4())
+    write_upstream(target, {good_id: good}, PASSWORD.encode())
+    result = run_kms(["migrate", "--from", str(target)], home)
+    assert result.code == 0, result.stderr
+    assert run_kms(["getmanagedwallet", good_id], home).json() == {**good, "chain": "ETH"}
 
 
 def test_migrate_wrong_password(home: Path, tmp_path: Path) -> None:
@@ -358,3 +405,14 @@ def test_daemon_refuses_an_approval_url_with_a_query(home: Path) -> None:
     )
     assert result.code == 2
     assert "--externalUrl must not have a query or fragment" in result.error()
+
+
+def test_a_fifo_at_the_store_path_is_refused_without_hanging(home: Path, tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "wallet.fifo"
+    os.mkfifo(fifo)
+    for args in (["getmanagedwallet", str(uuid.uuid4()), "--path", str(fifo)], ["migrate", "--from", str(fifo)]):
+        result = run_kms(args, home, timeout=30)
+        assert result.code != 0
+        assert str(fifo) in result.error()

@@ -84,3 +84,40 @@ def test_harden_process_reports_state() -> None:
     assert resource.getrlimit(resource.RLIMIT_CORE) == (0, 0)
     assert report.core_dumps_disabled
     assert set(report.as_dict()) == {"coreDumpsDisabled", "notDumpable", "mlockAvailable"}
+
+
+_PAGE_SHARING = """
+import json
+from kms import hygiene
+from kms.hygiene import SecretBuffer
+
+def locked_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmLck:"):
+            return int(line.split()[1])
+    return -1
+
+buffers = [SecretBuffer(b"k" * 32) for _ in range(64)]
+pages = [min(hygiene._pages(b.raw())) for b in buffers]
+first = next(b for b, p in zip(buffers, pages) if pages.count(p) > 1)
+page = min(hygiene._pages(first.raw()))
+mates = [b for b, p in zip(buffers, pages) if p == page and b is not first]
+result = {"locked": first.locked, "mates": len(mates), "before": locked_kib()}
+for b in buffers:
+    if b is not first and all(b is not m for m in mates):
+        b.wipe()
+result["alone"] = locked_kib()
+first.wipe()
+result["after"] = locked_kib()
+print(json.dumps(result))
+"""
+
+
+def test_wiping_one_buffer_keeps_its_page_neighbours_locked() -> None:
+    out = subprocess.run([sys.executable, "-c", _PAGE_SHARING], capture_output=True, text=True, check=True).stdout
+    result = __import__("json").loads(out)
+    if not result["locked"] or result["mates"] == 0 or result["before"] < 0:
+        pytest.skip("mlock unavailable, or no two buffers shared a page")
+    # The page holding `first` also holds its mates: wiping `first` must leave that page locked.
+    assert result["alone"] > 0
+    assert result["after"] == result["alone"]

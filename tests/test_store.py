@@ -524,16 +524,23 @@ def test_rotation_by_another_opener_is_followed(filled: tuple[Path, list[str]]) 
         assert len(second.export()) == len(ids) + 1
 
 
-def test_rotation_leaves_a_tampered_record_tampered(filled: tuple[Path, list[str]]) -> None:
+def test_rotation_refuses_while_a_record_is_tampered(filled: tuple[Path, list[str]]) -> None:
     path, ids = filled
     _, ciphertext = rows(path)[ids[0]]
     execute(path, "UPDATE wallets SET ciphertext = ? WHERE signature_id = ?", (ciphertext[::-1], ids[0]))
+    before = header(path)
     with open_weak(path) as store:
-        store.rotate_data_key()
+        with pytest.raises(TamperedRecordError, match=ids[0]):
+            store.rotate_data_key()
+        with pytest.raises(TamperedRecordError):
+            store.change_password(SecretBuffer(b"other"), rotate_data_key=True)
         with pytest.raises(TamperedRecordError):
             store.get(ids[0])
         for sid in ids[1:]:
             store.get(sid).wipe()
+        store.remove(ids[0])  # the operator's way out: remove (or restore) the damaged record, then rotate
+        store.rotate_data_key()
+    assert header(path)["key_generation"] == int(str(before["key_generation"])) + 1
 
 
 # ------------------------------------------------------------------------------------------------- limits

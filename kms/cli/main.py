@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from kms import __version__
 from kms.cli import output
 from kms.errors import KmsError
+from kms.hygiene import harden_process
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -198,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 0
+    # Before any command can touch a secret: no core dumps, not dumpable.
+    harden_process()
     try:
         return handler(args)
     except KmsError as exc:

@@ -35,18 +35,45 @@ def migrate(args: Namespace) -> int:
             if leftover.exists():
                 raise StoreError(f"{leftover} exists from an earlier attempt; move it away and run migrate again")
     build_args = Namespace(**{**vars(args), "path": str(build_at)})
-    with open_store(build_args, create=True) as store:
-        imported = store.import_records(records)
-        exported = store.export()
-    differing = [sid for sid in records if exported.get(sid) != records[sid]]
-    if differing:
-        raise StoreError(f"{len(differing)} wallets did not round-trip; the upstream file is untouched")
+    created_here = WalletStore.probe(build_at) == "missing"
+    try:
+        with open_store(build_args, create=True) as store:
+            imported = store.import_records(records)
+            exported = store.export()
+        # kms keeps chain codes upper case (upstream keeps them as typed); everything else must come back unchanged.
+        expected = {sid: {**record, "chain": str(record.get("chain", "")).upper()} for sid, record in records.items()}
+        differing = [sid for sid in records if exported.get(sid) != expected[sid]]
+        if differing:
+            raise StoreError(f"{len(differing)} wallets did not round-trip; the upstream file is untouched")
+    except BaseException:
+        if created_here:  # it holds nothing but this failed attempt
+            _remove_store(build_at)
+        raise
     result: dict[str, object] = {"migrated": imported, "wallets": len(records), "from": str(source)}
     if in_place:
-        os.link(source, backup)
-        os.replace(build_at, target)
-        fsync_path(target.parent)
+        try:
+            os.link(source, backup)
+            fsync_path(target.parent)
+            os.replace(build_at, target)
+            fsync_path(target.parent)
+        except OSError as exc:
+            raise StoreError(
+                f"could not swap the new store into place ({exc.strerror}); the upstream file is untouched and the "
+                f"checked new store is at {build_at}"
+            ) from None
         result["upstreamBackup"] = str(backup)
+    # The upstream file is protected by one MD5 round per guess: keep it private, and get rid of it soon.
+    kept = backup if in_place else source
+    if in_place:
+        os.chmod(backup, 0o600)  # only this name still reaches the upstream file's inode
+    result["warning"] = (
+        f"{kept} still holds every wallet under upstream's weak encryption; shred it once the new store is checked"
+    )
     result["store"] = str(target)
     output.emit(result)
     return 0
+
+
+def _remove_store(path: Path) -> None:
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)

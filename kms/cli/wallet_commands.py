@@ -65,9 +65,10 @@ def storemanagedwallet(args: Namespace) -> int:
     testnet = _testnet(args)
     if not chain.uses_mnemonic:
         raise WalletKindError(f"{chain.code} has no mnemonic wallets; use storemanagedprivatekey")
+    # Checked before the store is opened: a bad mnemonic must not leave a new, empty store behind.
+    with read_secret("Enter mnemonic to store: ") as mnemonic:
+        wallet = chain.wallet_from_mnemonic(" ".join(mnemonic.text().split()), testnet)
     with open_store(args, create=True) as store:
-        with read_secret("Enter mnemonic to store: ") as mnemonic:
-            wallet = chain.wallet_from_mnemonic(" ".join(mnemonic.text().split()), testnet)
         signature_id = store.add(chain.code, testnet, wallet)
     output.emit(_store_summary(signature_id, wallet))
     return 0
@@ -76,10 +77,10 @@ def storemanagedwallet(args: Namespace) -> int:
 def storemanagedprivatekey(args: Namespace) -> int:
     chain = get_chain(args.chain)
     testnet = _testnet(args)
+    with read_secret("Enter private key to store: ") as key:
+        text = key.text().strip()
+    chain.validate_private_key(text, testnet)
     with open_store(args, create=True) as store:
-        with read_secret("Enter private key to store: ") as key:
-            text = key.text().strip()
-        chain.validate_private_key(text, testnet)
         signature_id = store.add(chain.code, testnet, {"privateKey": text})
     output.emit({"signatureId": signature_id})
     return 0
@@ -305,6 +306,8 @@ def passwd(args: Namespace) -> int:
                 with read_secret("Repeat new password: ") as again:
                     if again != new:
                         raise UsageError("the two new passwords differ; nothing was changed")
-            store.change_password(new)
-    output.emit({"passwordChanged": True})
+            # A fresh data key too: a copy of the file taken earlier, opened with the old password, must not decrypt
+            # wallets added from now on.
+            store.change_password(new, rotate_data_key=True)
+    output.emit({"passwordChanged": True, "dataKeyRotated": True})
     return 0

@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 import sqlite3
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -24,7 +25,8 @@ _MIN_SQLITE = (3, 24, 0)  # UPSERT, used by the per-chain counting triggers
 def probe(path: Path) -> str:
     """ "missing" | "kms" | "upstream" | "other", from the file's first bytes only (no SQLite, no writes)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # Non-blocking: a FIFO at the store path must not hang the command.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return "missing"
     except IsADirectoryError:
@@ -32,6 +34,8 @@ def probe(path: Path) -> str:
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror}") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "other"
         head = os.read(fd, _PROBE_BYTES)
     except IsADirectoryError:
         return "other"

@@ -13,6 +13,7 @@ import binascii
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,13 @@ def looks_like_upstream(head: bytes) -> bool:
 
 def is_upstream_file(path: Path | str) -> bool:
     try:
-        with open(path, "rb") as handle:
-            return looks_like_upstream(handle.read(4096))
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not hang us
     except (FileNotFoundError, IsADirectoryError):
         return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and looks_like_upstream(os.read(fd, 4096))
+    finally:
+        os.close(fd)
 
 
 def read_upstream(path: Path | str, password: SecretBuffer) -> dict[str, dict[str, Any]]:

@@ -542,7 +542,8 @@ class WalletStore:
 
     def _reencrypt_all(self, txn: _Txn) -> None:
         """Rotate the data key inside the caller's transaction: a fresh key, every record re-encrypted under it, the
-        new key wrapped. A record that fails authentication is left as it is (it stays reported as tampered)."""
+        new key wrapped. A record that fails authentication stops the rotation (the transaction rolls back): once the
+        old key is gone, a record whose only damage was an edited label could never be recovered."""
         old, new = txn.cipher, RecordCipher(new_data_key())
         txn.cipher = new  # from here on, the rollback path wipes `new`
         reencrypted = 0
@@ -561,7 +562,7 @@ class WalletStore:
                 aad = _row_aad(signature_id, chain, testnet, kind)
                 plaintext = old.open(nonce, ciphertext, aad) if aad is not None else None
                 if plaintext is None:
-                    continue
+                    raise TamperedRecordError(signature_id)
                 try:
                     updates.append((*new.seal(plaintext.view(), aad), rowid))  # type: ignore[arg-type]
                 finally:
