@@ -201,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     # Before any command can touch a secret: no core dumps, not dumpable.
     harden_process()
+    if getattr(args, "apiKey", None):
+        output.warn("--apiKey shows the API key to every user of this machine (process list); prefer TATUM_API_KEY")
     try:
         return handler(args)
     except KmsError as exc:
