@@ -111,6 +111,8 @@ class TatumClient:
             )
         except httpx.TransportError as exc:
             raise TatumUnavailableError(operation, type(exc).__name__) from None
+        except httpx.HTTPError as exc:  # e.g. a body that cannot be decoded: a bad answer, not a crash
+            raise MalformedResponseError(operation, type(exc).__name__) from None
         if not response.is_success:
             raise TatumHttpError(operation, response.status_code, self.redact(_text(response)))
         return response
