@@ -416,3 +416,26 @@ def test_a_fifo_at_the_store_path_is_refused_without_hanging(home: Path, tmp_pat
         result = run_kms(args, home, timeout=30)
         assert result.code != 0
         assert str(fifo) in result.error()
+
+
+def test_journal_list_and_release(home: Path, store_dir: Path) -> None:
+    from kms.hygiene import SecretBuffer
+    from kms.store import WalletStore
+
+    _store_mnemonic(home, ETH_VECTOR)
+    with WalletStore.open(store_dir / "wallet.dat", SecretBuffer(PASSWORD), allow_weak_kdf=True) as store:
+        store.journal_put("stuck-1", "ETH", "0xf86b01")
+        store.journal_put("done-1", "ETH", "0xf86b02")
+        store.journal_mark("done-1", "broadcast")
+    listed = run_kms(["journal", "list"], home).json()
+    assert [(e["pendingId"], e["status"]) for e in listed] == [("stuck-1", "signed"), ("done-1", "broadcast")]
+    assert all(len(e["txDataSha256"]) == 64 and "txData" not in e for e in listed)
+    assert [e["pendingId"] for e in run_kms(["journal", "list", "--status", "signed"], home).json()] == ["stuck-1"]
+    before = snapshot(store_dir)
+    missing = run_kms(["journal", "release", "nope-1"], home)
+    assert missing.code != 0 and "nope-1" in missing.error()
+    assert snapshot(store_dir) == before
+    released = run_kms(["journal", "release", "stuck-1"], home).json()
+    assert released["released"] == "stuck-1" and released["status"] == "signed"
+    assert [e["pendingId"] for e in run_kms(["journal", "list"], home).json()] == ["done-1"]
+    assert run_kms(["journal", "release", "done-1"], home, password="wrong-password").code != 0

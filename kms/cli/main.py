@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kms.cli.audit_commands import register as register_audit_commands
 
     register_audit_commands(command)
+    from kms.cli.journal_commands import register as register_journal_commands
+
+    register_journal_commands(command)
     from kms.cli.daemon_commands import register as register_daemon_commands
 
     register_daemon_commands(command)
