@@ -7,13 +7,15 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-VECTORS = SHARED / "vectors"
-FIXTURES = SHARED / "fixtures"
+DATA = Path(__file__).resolve().parent / "data"
+VECTORS = DATA / "vectors"
+"""Vectors computed by upstream's own code (see data/vectors/README.md), kept in the checkout."""
+FIXTURES = DATA / "fixtures"
+"""An upstream-format wallet.dat, its password and its decrypted contents."""
 
 
 def load_vectors(name: str) -> list[dict[str, Any]]:
     path = VECTORS / name
     if not path.exists():
-        pytest.fail(f"test vectors missing: {path} (CI keeps shared/ beside the checkout)")
+        pytest.fail(f"test vectors missing: {path}")
     return json.loads(path.read_text())
