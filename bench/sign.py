@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import coincurve
 from eth_utils import keccak
 
-from kms.chains.base import PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import SigningKey
 from kms.signing.evm import evm_signer
 
 ETH_KEY = "0xdae259f7edf7c4b7370e5041a330638bd03d2ea87ef49cb175f88f8c41c3292b"

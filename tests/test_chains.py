@@ -18,8 +18,9 @@ from bip_utils import (
     Secp256k1PrivateKey,
 )
 
+from kms.api import MAX_INDEX
 from kms.chains import CHAIN_ORDER, all_chains, get_chain, supported_codes
-from kms.chains.base import MAX_INDEX, Chain
+from kms.chains.base import Chain
 from kms.errors import InvalidKeyError, KmsError, UnknownChainError, UsageError, WalletKindError
 from tests.conftest import FIXTURES
 

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from eth_account import Account
 
+from kms.api import PendingTransaction
 from kms.chains import get_chain
-from kms.chains.base import Chain, PendingTransaction
+from kms.chains.base import Chain
 from kms.daemon.four_eye import FourEye, Verdict
 from kms.daemon.keys import NO_KEYS, KeyResolutionError, resolve_keys
 from kms.daemon.loop import Daemon, DaemonConfig, Outcome

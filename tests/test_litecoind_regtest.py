@@ -25,7 +25,8 @@ from bitcointx.base58 import encode as base58_encode
 from bitcointx.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, Hash, Hash160, b2lx, lx
 from bitcointx.core.script import OP_0, OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160, CScript
 
-from kms.chains.base import PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import SigningKey
 from kms.signing.utxo import UtxoSigner, bitcore_script_string
 from kms.signing.utxo_common import LITECOIN
 

@@ -18,7 +18,8 @@ from eth_keys import keys as eth_keys
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 
-from kms.chains.base import PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import SigningKey
 from kms.errors import SigningError, TatumApiError
 from kms.signing.evm import EVM_CHAINS, CeloSigner, EvmQuirks, EvmSigner, evm_signer
 from tests.conftest import load_vectors

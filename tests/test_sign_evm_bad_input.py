@@ -10,7 +10,8 @@ import pytest
 from eth_account import Account
 from eth_keys.datatypes import PrivateKey
 
-from kms.chains.base import PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import SigningKey
 from kms.errors import KmsError, SigningError
 from kms.signing.evm import evm_signer
 from tests.test_sign_evm import FakeLookups, key, pending_for

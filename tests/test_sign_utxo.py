@@ -14,7 +14,8 @@ from bitcointx.core import CTransaction
 from bitcointx.core.script import CScript
 from bitcointx.core.scripteval import SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, VerifyScript, VerifyScriptError
 
-from kms.chains.base import PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import SigningKey
 from kms.errors import SigningError
 from kms.signing.utxo import UtxoSigner, bitcore_script_string
 from kms.signing.utxo_common import BITCOIN, DOGECOIN, LITECOIN, SigningNetwork, decode_wif

@@ -14,7 +14,8 @@ from bitcointx.core import CTransaction
 from bitcointx.core.script import CScript
 from ecdsa import SECP256k1, VerifyingKey
 
-from kms.chains.base import PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import SigningKey
 from kms.errors import SigningError
 from kms.signing.bch import BchSigner
 from kms.signing.bch_schnorr import schnorr_sign, schnorr_verify

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from kms.chains.base import PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import SigningKey
 from kms.errors import SigningError
 from kms.signing.bch import BchSigner
 from kms.signing.utxo import UtxoSigner

@@ -8,33 +8,10 @@ wallets, ``secret`` / ``privateKey`` + ``address`` for chains that upstream gene
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-MAX_INDEX = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class SignatureRef:
-    """One mnemonic wallet to sign with, derived at ``index``."""
-
-    id: str
-    index: int
-
-
-@dataclass(frozen=True)
-class PendingTransaction:
-    """A pending transaction as the Tatum API hands it to KMS (`POST /v3/kms/pending/{chain}`)."""
-
-    id: str
-    chain: str
-    serialized_transaction: str
-    hashes: tuple[str, ...] = ()
-    index: int | None = None
-    signatures: tuple[SignatureRef, ...] = ()
-    withdrawal_id: str | None = None
-    tx_id: str | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+from kms.api import PendingTransaction
 
 
 @dataclass(frozen=True, repr=False)

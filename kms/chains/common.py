@@ -21,7 +21,7 @@ from bip_utils import (
     Secp256k1PrivateKey,
 )
 
-from kms.chains.base import MAX_INDEX
+from kms.api import MAX_INDEX
 from kms.errors import InvalidKeyError, KmsError, UsageError, WalletKindError
 
 MNEMONIC_WORD_COUNTS = (12, 15, 18, 21, 24)

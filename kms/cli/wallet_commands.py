@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from kms import __version__
+from kms.api import MAX_INDEX
 from kms.chains import get_chain
-from kms.chains.base import MAX_INDEX, Chain
+from kms.chains.base import Chain
 from kms.cli import output
 from kms.cli.session import backend_name, load_settings, open_store, store_path
 from kms.errors import KmsError, UsageError, WalletKindError, WalletNotFoundError

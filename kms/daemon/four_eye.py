@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from kms.chains.base import PendingTransaction
+from kms.api import PendingTransaction
 from kms.tatum.proxy import transport_for
 
 log = logging.getLogger("kms.daemon")

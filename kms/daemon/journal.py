@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from kms.chains.base import PendingTransaction
+from kms.api import PendingTransaction
 from kms.store.journal import JournalEntry
 
 STATUS_BROADCAST = "broadcast"

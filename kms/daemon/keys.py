@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from kms.chains.base import Chain, PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import Chain, SigningKey
 from kms.errors import SigningError, WalletNotFoundError
 from kms.hygiene import SecretBuffer
 from kms.store.model import StoredWallet

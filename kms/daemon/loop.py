@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, Protocol
 
+from kms.api import PendingTransaction
 from kms.chains import get_chain
-from kms.chains.base import Chain, ChainLookups, PendingTransaction
+from kms.chains.base import Chain, ChainLookups
 from kms.daemon.four_eye import FourEye, Verdict
 from kms.daemon.journal import Journal, JournalStore, State
 from kms.daemon.keys import WalletSource, offchain_indexes, resolve_keys

@@ -28,7 +28,8 @@ from bitcointx.core.script import (
 )
 from bitcointx.core.serialize import SerializationError
 
-from kms.chains.base import ChainLookups, PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import ChainLookups, SigningKey
 from kms.errors import SigningError
 from kms.signing.bch_schnorr import schnorr_sign
 from kms.signing.utxo_common import (

@@ -24,7 +24,8 @@ from eth_keys.backends import CoinCurveECCBackend
 from eth_keys.exceptions import ValidationError as EthKeysValidationError
 from eth_utils import keccak, to_checksum_address
 
-from kms.chains.base import ChainLookups, PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import ChainLookups, SigningKey
 from kms.errors import KmsError, SigningError
 from kms.hygiene import SecretBuffer
 from kms.signing.evm_tx import (

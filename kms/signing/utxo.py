@@ -38,7 +38,8 @@ from bitcointx.core.script import (
     SignatureHash,
 )
 
-from kms.chains.base import ChainLookups, PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import ChainLookups, SigningKey
 from kms.errors import SigningError
 from kms.signing.utxo_common import (
     JS_SAFE_INTEGER,

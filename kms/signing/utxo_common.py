@@ -18,7 +18,8 @@ from bitcointx.base58 import decode as base58_decode
 from bitcointx.core import Hash as double_sha256
 from bitcointx.core import Hash160 as hash160
 
-from kms.chains.base import PendingTransaction, SigningKey
+from kms.api import PendingTransaction
+from kms.chains.base import SigningKey
 from kms.errors import SigningError
 from kms.hygiene import SecretBuffer
 

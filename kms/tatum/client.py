@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from kms import CLIENT_VERSION, __version__
-from kms.chains.base import PendingTransaction
+from kms.api import PendingTransaction
 from kms.tatum.errors import MalformedResponseError, TatumHttpError, TatumUnavailableError
 from kms.tatum.pending import Rejected, parse_pending, parse_pending_list
 from kms.tatum.proxy import transport_for

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kms.chains.base import MAX_INDEX, PendingTransaction, SignatureRef
+from kms.api import MAX_INDEX, PendingTransaction, SignatureRef
 
 MAX_ID = 200
 

@@ -1,0 +1,47 @@
+"""What a signer is: the protocol every chain's signer implements, and what it hands back.
+
+A signer is a pure function of the pending transaction, its key handles and the answers of its look-ups; it raises
+``SigningError`` (nothing signed) on anything it does not fully understand. It never sends anything anywhere: where
+upstream sends the transaction to a node itself and broadcasts only the transaction id (SOL, FLOW), the signer
+declares that with ``Submitter``, and the daemon calls ``submit`` only after the signed bytes are journaled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kms.api import NodeGateway, PendingTransaction
+from kms.keys import KeyHandle
+
+
+@dataclass(frozen=True)
+class SignedTransaction:
+    """The exact signed bytes (as the text upstream posts: hex, base64, JSON ...) and what the journal keeps with them.
+
+    ``payload`` is journaled before anything leaves the process and is what a restart re-sends, never a fresh
+    signature. ``meta`` holds the facts a later decision needs (SOL: blockhash and lastValidBlockHeight)."""
+
+    payload: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Signer(Protocol):
+    def sign(
+        self,
+        pending: PendingTransaction,
+        keys: Sequence[KeyHandle],
+        testnet: bool,
+        gateway: NodeGateway | None,
+    ) -> SignedTransaction:
+        """Sign for mainnet or testnet (the daemon's ``--testnet``); ``gateway`` is None only in offline use (tests,
+        demo), where a signer that needs a look-up raises SigningError."""
+        ...
+
+
+class Submitter(Protocol):
+    """A signer whose chain wants the signed transaction sent to a node first (upstream: SOL ``sendTransaction``,
+    FLOW access node); ``submit`` returns the txData that goes to the Tatum broadcast endpoint (the transaction id)."""
+
+    def submit(self, signed: SignedTransaction, gateway: NodeGateway) -> str: ...
