@@ -408,3 +408,15 @@ def test_cadence_1_0_templates_parse_with_the_cadence_1_0_parser(cadence_parser:
     assert errors.pop("pre-1.0 control") is not None  # the parser does refuse pre-1.0 syntax
     assert errors == dict.fromkeys(errors)
     assert len(errors) == 2 * len(flow_cadence.CADENCE_1_0)
+
+
+def test_proposer_key_that_is_the_payer_key_signs_only_the_envelope() -> None:
+    answers = exchanges()
+    answers[2]["response"]["keyId"] = 0
+    del answers[5]  # no separate proposer signature: fcl lets the payer's envelope signature cover the proposal
+    gateway = ReplayGateway(answers, strict_bodies=False)
+    signed = upstream_signer().sign(pending_of(VECTOR), [handle(vector_key())], True, gateway)
+    body = json.loads(signed.payload)
+    assert body["proposal_key"] == {"address": "955cd3f17b2fd8ad", "key_index": "0", "sequence_number": "40"}
+    assert [s["address"] for s in body["payload_signatures"]] == ["1f2e3d4c5b6a7980"]
+    assert [c[2]["isPayer"] for c in gateway.calls if c[1] == "/v3/flow/sign"] == [True]
