@@ -420,3 +420,21 @@ def test_proposer_key_that_is_the_payer_key_signs_only_the_envelope() -> None:
     assert body["proposal_key"] == {"address": "955cd3f17b2fd8ad", "key_index": "0", "sequence_number": "40"}
     assert [s["address"] for s in body["payload_signatures"]] == ["1f2e3d4c5b6a7980"]
     assert [c[2]["isPayer"] for c in gateway.calls if c[1] == "/v3/flow/sign"] == [True]
+
+
+def test_signatures_match_an_independent_rfc6979_implementation_high_s_included() -> None:
+    """elliptic (upstream) signs with an RFC 6979 nonce and leaves S high half the time; so must we."""
+    ecdsa = pytest.importorskip("ecdsa")
+    from kms.signing.flow import sign_flow_message
+
+    secp256k1_order = ecdsa.SECP256k1.order
+    high_s = 0
+    for i in range(24):
+        raw = hashlib.sha256(b"flow key %d" % i).digest()
+        message = TRANSACTION_DOMAIN_TAG + b"payload %d" % i
+        reference = ecdsa.SigningKey.from_string(raw, curve=ecdsa.SECP256k1).sign_digest_deterministic(
+            hashlib.sha3_256(message).digest(), hashfunc=hashlib.sha256, sigencode=ecdsa.util.sigencode_string
+        )
+        assert sign_flow_message(raw, message) == reference
+        high_s += int.from_bytes(reference[32:], "big") > secp256k1_order // 2
+    assert high_s > 0
