@@ -345,3 +345,29 @@ def test_text_fields_are_one_line_json(capture: io.StringIO) -> None:
     logging.getLogger("kms.daemon").info("cycle done", extra={"pending": 2, "chainErrors": {"BTC": "down\nhard"}})
     (line,) = capture.getvalue().splitlines()
     assert line.endswith('cycle done pending=2 chainErrors={"BTC":"down\\nhard"}')
+
+
+def test_a_daemon_run_is_traceable_by_public_fields(tmp_path: Path) -> None:
+    """A real daemon against the sandbox, every chain configured, wallets of one: it says it polls that chain only,
+    and the processed transaction's line carries its pendingId and txId as JSON keys (issue 17 items 5 and 6)."""
+    from kms.sandbox.harness import SandboxProcess, start_daemon
+    from tests.test_daemon import World, eth_pending
+
+    with SandboxProcess() as sandbox:
+        assert sandbox.admin is not None
+        world = World(tmp_path, sandbox, keys=1)
+        signature_id, _ = world.wallets[0]
+        sandbox.admin.enqueue(eth_pending("trace-me", signature_id))
+        proc = start_daemon(["--testnet", "--path", str(world.path), "--runOnce", "--log-format", "json"], world.env)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        (broadcast,) = sandbox.admin.state()["broadcasts"]
+    events = [json.loads(line) for line in err.splitlines()]
+    polling = [e for e in events if e["message"].startswith("polling ")]
+    assert [e["message"] for e in polling] == ["polling ETH for pending transactions"]
+    assert polling[0]["chains"] == ["ETH"]
+    (processed,) = [e for e in events if e["message"].startswith("Tx was processed")]
+    assert (processed["pendingId"], processed["chain"], processed["txId"]) == ("trace-me", "ETH", broadcast["txId"])
+    (cycle,) = [e for e in events if e["message"] == "cycle done"]
+    assert (cycle["pending"], cycle["broadcast"], cycle["chainErrors"]) == (1, 1, {})
+    assert json.loads(out.strip().splitlines()[-1])["broadcast"] == 1
