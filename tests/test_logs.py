@@ -371,3 +371,35 @@ def test_a_daemon_run_is_traceable_by_public_fields(tmp_path: Path) -> None:
     (cycle,) = [e for e in events if e["message"] == "cycle done"]
     assert (cycle["pending"], cycle["broadcast"], cycle["chainErrors"]) == (1, 1, {})
     assert json.loads(out.strip().splitlines()[-1])["broadcast"] == 1
+
+
+def test_a_sealed_daemon_says_what_it_polls_only_once_unsealed(tmp_path: Path) -> None:
+    from kms.sandbox.harness import SandboxProcess, start_daemon, wait_for
+    from tests.test_daemon import World
+
+    with SandboxProcess() as sandbox:
+        world = World(tmp_path, sandbox, keys=1)
+        socket_path = tmp_path / "run" / "unseal.sock"
+        args = ["--testnet", "--path", str(world.path), "--period", "0.2", "--log-format", "json", "--sealed"]
+        proc = start_daemon([*args, "--socket", str(socket_path)], world.env)
+        lines: list[str] = []
+        stderr = proc.stderr
+        assert stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True)
+        reader.start()
+        try:
+            assert wait_for(lambda: any("sealed: waiting" in line for line in lines), 60)
+            assert wait_for(socket_path.exists, 30)
+            assert not any("polling" in line for line in lines), "nothing is polled while sealed"
+            unlock = subprocess.run(
+                [sys.executable, "-m", "kms", "unlock", "--socket", str(socket_path), "--backend", "env"],
+                capture_output=True, text=True, env=world.env, timeout=60, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            assert unlock.returncode == 0, unlock.stderr
+            assert wait_for(lambda: any('"polling ETH for pending transactions"' in line for line in lines), 60)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            reader.join(timeout=10)
+    polling = [json.loads(line) for line in lines if '"polling ' in line]
+    assert len(polling) == 1, "said once, not every cycle"
