@@ -6,7 +6,15 @@ call by mistake is masked rather than written: BIP39 mnemonics (runs of 12 or mo
 strings of 64 or more digits (private keys, seeds, raw transactions; with or without 0x), WIFs, extended private keys
 and other long base58 strings, Stellar and XRP secret seeds, bech32 secret keys, base64 64-byte keys, and the exact
 values registered with ``register_secret`` (passwords, credentials) or ``register_api_key`` (shown as upstream's
-checkconfig mask). Hex transaction hashes are 64 digits too and are masked as well: the audit log keeps the txIds.
+checkconfig mask).
+
+A transaction hash looks like a private key (64 hex digits), so in free text it is masked too. Public identifiers go
+in structured fields instead (``extra={"txId": ...}``; the names in ``PUBLIC_FIELDS``: pendingId, chain, txId,
+signatureId(s), address(es), withdrawalId): those are written as given, without the masks that would hit public
+identifiers (hex, long base58, WIF-length base58; registered values and the other secret shapes are still masked),
+provided each value is one short token (no whitespace, at most ``MAX_PUBLIC_LENGTH`` characters), so a
+mnemonic, a sentence or a blob passed there by mistake is redacted like free text. Other structured fields are
+redacted string by string; in JSON they are JSON values (numbers, lists, objects), not Python reprs.
 
 Redaction is the second line of defence; the first is never passing a secret to a log call.
 """
@@ -34,15 +42,22 @@ MIN_REGISTERED_LENGTH = 4
 FORMATS = ("text", "json")
 
 _B58 = "1-9A-HJ-NP-Za-km-z"
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+# Shapes that public identifiers share: transaction hashes are 64 hex digits, Solana transaction signatures 87-88
+# base58 characters, and some base32 ids (Algorand transaction ids) can look like a WIF. Public fields skip these.
+_AMBIGUOUS_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # hex keys, seeds and raw transactions (and, unavoidably, 32-byte hashes)
     (re.compile(r"(?<![0-9A-Fa-f])(?:0[xX])?[0-9A-Fa-f]{64,}(?![0-9A-Fa-f])"), "[REDACTED-HEX]"),
-    # bech32 secret keys (Cardano xprv1..., ed25519_sk1..., addr_xsk1...)
-    (re.compile(r"(?<![a-z0-9_])[a-z0-9_]*(?:sk|prv)1[02-9ac-hj-np-z]{50,}(?![a-z0-9])"), "[REDACTED-KEY]"),
     # extended keys (xprv/tprv/..., 111 chars), Solana 64-byte secret keys (87-88 chars), other long base58
     (re.compile(rf"(?<![{_B58}])[{_B58}]{{80,}}(?![{_B58}])"), "[REDACTED-KEY]"),
     # WIF private keys (51-52 base58 chars, every coin's version byte)
     (re.compile(rf"(?<![{_B58}])[{_B58}]{{51,52}}(?![{_B58}])"), "[REDACTED-WIF]"),
+)
+# Shapes no public identifier has: applied to public fields too.
+_UNAMBIGUOUS_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # extended private keys by their prefix (xprv, tprv, yprv, zprv, Yprv, Zprv, uprv, vprv, ...)
+    (re.compile(rf"(?<![{_B58}])[a-zA-Z]prv[{_B58}]{{100,}}(?![{_B58}])"), "[REDACTED-KEY]"),
+    # bech32 secret keys (Cardano xprv1..., ed25519_sk1..., addr_xsk1...)
+    (re.compile(r"(?<![a-z0-9_])[a-z0-9_]*(?:sk|prv)1[02-9ac-hj-np-z]{50,}(?![a-z0-9])"), "[REDACTED-KEY]"),
     # Stellar secret seeds
     (re.compile(r"(?<![A-Z2-7])S[A-Z2-7]{55}(?![A-Z2-7])"), "[REDACTED-KEY]"),
     # XRP family seeds (secp256k1: 29 chars, ed25519 "sEd...": 31 chars)
@@ -50,6 +65,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # base64 64-byte and 32-byte keys (Algorand, ed25519)
     (re.compile(r"(?<![A-Za-z0-9+/])(?:[A-Za-z0-9+/]{86}==|[A-Za-z0-9+/]{43}=)(?![A-Za-z0-9+/=])"), "[REDACTED-KEY]"),
 )
+# In free text: every shape, in this order (hex first, so a long hex run is one mask).
+_PATTERNS = (_AMBIGUOUS_PATTERNS[0], _UNAMBIGUOUS_PATTERNS[1], *_AMBIGUOUS_PATTERNS[1:], *_UNAMBIGUOUS_PATTERNS[2:])
 # A mnemonic's words may be separated by spaces, newlines (also escaped as \n), commas, quotes and brackets (a JSON
 # list of words), or numbering ("1. abandon 2. ability").
 _WORD = re.compile(r"(?:(?<=\\[nrt])|(?<![A-Za-z\\]))[A-Za-z]+")
@@ -135,6 +152,13 @@ class Redactor:
             text = text[:start] + "[REDACTED-MNEMONIC]" + text[end:]
         return text
 
+    def redact_public(self, text: str) -> str:
+        """For a public identifier: registered values and the secret shapes no public identifier has."""
+        text = self._redact_registered(text)
+        for pattern, replacement in _UNAMBIGUOUS_PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
     def _redact_registered(self, text: str) -> str:
         with self._lock:
             if not self._values:
@@ -197,6 +221,36 @@ def register_configured_secrets(settings: Mapping[str, str]) -> None:
 
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 _CONTEXT_KEYS = ("pendingId", "chain")
+PUBLIC_FIELDS = frozenset(
+    {*_CONTEXT_KEYS, "txId", "signatureId", "signatureIds", "address", "addresses", "withdrawalId", "chains"}
+)
+"""Structured fields that hold public identifiers only: written unmasked (see the module docstring)."""
+MAX_PUBLIC_LENGTH = 128
+MAX_PUBLIC_ITEMS = 100
+_MAX_DEPTH = 4
+_PUBLIC_TOKEN = re.compile(rf"[^\s]{{1,{MAX_PUBLIC_LENGTH}}}")
+
+
+def _public_value(value: object) -> Any:
+    """A public identifier (or a list of them) as given, when each is one short token; otherwise redacted."""
+    if isinstance(value, list | tuple) and len(value) <= MAX_PUBLIC_ITEMS:
+        return [_public_value(item) for item in value]
+    if isinstance(value, str) and _PUBLIC_TOKEN.fullmatch(value):
+        return REDACTOR.redact_public(value)
+    return _structured(value, 0)
+
+
+def _structured(value: object, depth: int) -> Any:
+    """A field value as JSON data, every string redacted; containers bounded in depth."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if depth < _MAX_DEPTH and isinstance(value, Mapping):
+        return {redact(str(key)): _structured(item, depth + 1) for key, item in value.items()}
+    if depth < _MAX_DEPTH and isinstance(value, list | tuple | set | frozenset):
+        return [_structured(item, depth + 1) for item in value]
+    return redact(str(value))
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -213,15 +267,12 @@ def _event(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str,
     for key in _CONTEXT_KEYS:
         value = record.__dict__.get(key)
         if value is not None:
-            event[key] = redact(str(value))
+            event[key] = _public_value(value if isinstance(value, str) else str(value))
     event["message"] = redact(record.getMessage())
     for key, value in record.__dict__.items():
         if key in _STANDARD_ATTRS or key in _CONTEXT_KEYS or key in event or key.startswith("_"):
             continue
-        if value is None or isinstance(value, bool | int | float):
-            event[key] = value
-        else:
-            event[key] = redact(value if isinstance(value, str) else str(value))
+        event[key] = _public_value(value) if key in PUBLIC_FIELDS else _structured(value, 0)
     exception = record.exc_text
     if record.exc_info:
         exception = formatter.formatException(record.exc_info)
@@ -236,16 +287,23 @@ def _one_line(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _text_value(value: object) -> str:
+    """A field in the text format: strings as they are, numbers and containers as JSON (one line)."""
+    if isinstance(value, str):
+        return _one_line(value)
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
 class TextFormatter(logging.Formatter):
     """``2024-05-01T12:00:00.000Z INFO    kms.daemon pendingId=... chain=ETH: message key=value | traceback``."""
 
     def format(self, record: logging.LogRecord) -> str:
         event = _event(record, self)
         head = f"{event.pop('time')} {event.pop('level'):<7} {event.pop('logger')}"
-        context = "".join(f" {key}={_one_line(str(event.pop(key)))}" for key in _CONTEXT_KEYS if key in event)
+        context = "".join(f" {key}={_text_value(event.pop(key))}" for key in _CONTEXT_KEYS if key in event)
         message = _one_line(event.pop("message"))
         tail = [event.pop(key) for key in ("exception", "stack") if key in event]
-        extras = "".join(f" {key}={_one_line(str(value))}" for key, value in event.items())
+        extras = "".join(f" {key}={_text_value(value)}" for key, value in event.items())
         line = f"{head}{context}: {message}{extras}"
         for block in tail:
             line += " | " + _one_line(str(block))
@@ -344,6 +402,7 @@ def _install_excepthooks() -> None:
 
 __all__ = [
     "FORMATS",
+    "PUBLIC_FIELDS",
     "REDACTED",
     "REDACTOR",
     "JsonFormatter",

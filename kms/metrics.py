@@ -1,12 +1,17 @@
 """Prometheus metrics of the daemon.
 
-Labels are only chain codes and error kinds, both checked against a strict shape and capped in number, so that no
-signatureId, address, pending id or secret can ever become a label value (anything else is counted as "other").
+Labels are only chain codes and error kinds (and the fixed sets of four-eye verdicts and journal states), checked
+against a strict shape and capped in number, so that no signatureId, address, pending id or secret can ever become a
+label value (anything else is counted as "other").
+
+The shipped alerts and dashboard (ops/monitoring/) read these families; tests/test_monitoring.py checks that every
+name they use is exported here.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Mapping
 from typing import Protocol
@@ -15,12 +20,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from kms.tatum.client import MAX_SIGNATURE_IDS
+
 OTHER = "other"
 _CHAIN_SHAPE = re.compile(r"[A-Z][A-Z0-9_]{0,11}")
 _KIND_SHAPE = re.compile(r"[a-z][a-z_]{0,31}")  # no digits: a hex string cannot pass as a kind
 MAX_CHAINS = 64
 MAX_KINDS = 32
 CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+FOUR_EYE_VERDICTS = ("approved", "refused", "unavailable")
+JOURNAL_STATES = ("signed", "broadcast", "refused")
 
 METRIC_NAMES: tuple[str, ...] = (
     "kms_up",
@@ -34,6 +44,16 @@ METRIC_NAMES: tuple[str, ...] = (
     "kms_cycle_duration_seconds",
     "kms_last_cycle_timestamp_seconds",
     "kms_wallets",
+    "kms_wallet_limit",
+    "kms_last_successful_cycle_timestamp_seconds",
+    "kms_tatum_api_reachable",
+    "kms_tatum_request_duration_seconds",
+    "kms_tatum_retries_total",
+    "kms_four_eye_request_duration_seconds",
+    "kms_four_eye_verdicts_total",
+    "kms_journal_entries",
+    "kms_audit_write_failures_total",
+    "kms_audit_log_broken",
 )
 """Every metric family this module exports (as they appear in the exposition text)."""
 
@@ -51,6 +71,11 @@ class Metrics(Protocol):
     def set_wallet_counts(self, counts: Mapping[str, int]) -> None: ...
     def set_sealed(self, sealed: bool) -> None: ...
     def set_up(self, up: bool) -> None: ...
+    def four_eye_checked(self, verdict: str, seconds: float) -> None: ...
+    def tatum_request(self, operation: str, seconds: float) -> None: ...
+    def tatum_retry(self, operation: str) -> None: ...
+    def set_journal_counts(self, counts: Mapping[str, int]) -> None: ...
+    def audit_write_failed(self) -> None: ...
 
 
 class _LabelGuard:
@@ -109,15 +134,70 @@ class DaemonMetrics:
         self._wallets = Gauge("kms_wallets", "Wallets (signatureIds) in the store per chain.", ["chain"], registry=r)
         self._wallet_chains: set[str] = set()
         self._up.set(1)
+        self._add_operations_metrics(r)
+
+    def _add_operations_metrics(self, r: CollectorRegistry) -> None:
+        """What the shipped alerts and dashboard need beyond the counters above."""
+        self._wallet_limit = Gauge(
+            "kms_wallet_limit", "Most signatureIds the Tatum API accepts per chain in one poll.", registry=r
+        )
+        self._wallet_limit.set(MAX_SIGNATURE_IDS)
+        self._last_success = Gauge(
+            "kms_last_successful_cycle_timestamp_seconds",
+            "Unix time at which the last poll cycle that reached the Tatum API ended (0: none yet).",
+            registry=r,
+        )
+        self._reachable = Gauge(
+            "kms_tatum_api_reachable", "1 when the last cycle's polls reached the Tatum API (or none was needed).",
+            registry=r,
+        )  # fmt: skip
+        self._tatum_seconds = Histogram(
+            "kms_tatum_request_duration_seconds", "Tatum API request latency, retries included, by operation.",
+            ["operation"], buckets=REQUEST_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._tatum_retries = Counter(
+            "kms_tatum_retries", "Tatum API requests retried, by operation.", ["operation"], registry=r
+        )
+        self._four_eye_seconds = Histogram(
+            "kms_four_eye_request_duration_seconds", "Four-eye approval server latency.", buckets=REQUEST_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self._verdicts = Counter("kms_four_eye_verdicts", "Four-eye answers by verdict.", ["verdict"], registry=r)
+        self._journal = Gauge("kms_journal_entries", "Entries of the signing journal by state.", ["state"], registry=r)
+        self._audit_failures = Counter(
+            "kms_audit_write_failures", "Audit records that could not be written.", registry=r
+        )
+        self._audit_broken = Gauge(
+            "kms_audit_log_broken", "1 once the audit log could not be written: signing stopped until a restart.",
+            registry=r,
+        )  # fmt: skip
+        self._operation = _LabelGuard(_KIND_SHAPE, MAX_KINDS, "lower")
+        for verdict in FOUR_EYE_VERDICTS:
+            self._verdicts.labels(verdict=verdict)
+        self._polls_lock = threading.Lock()
+        self._polls_answered = self._polls_failed = 0
 
     def cycle_started(self) -> None:
         self._cycles.inc()
+        with self._polls_lock:
+            self._polls_answered = self._polls_failed = 0
 
     def observe_cycle(self, seconds: float) -> None:
+        """The end of a cycle. Whether it reached the Tatum API follows from the calls the loop made during it:
+        ``pending_seen`` after every answered poll, ``error("poll")`` after every failed one (the loop's own rule:
+        some poll answered, or none was needed)."""
+        now = time.time()
         self._duration.observe(max(0.0, float(seconds)))
-        self._last_cycle.set(time.time())
+        self._last_cycle.set(now)
+        with self._polls_lock:
+            reached = self._polls_answered > 0 or self._polls_failed == 0
+        self._reachable.set(1 if reached else 0)
+        if reached:
+            self._last_success.set(now)
 
     def pending_seen(self, chain: str, n: int = 1) -> None:
+        with self._polls_lock:
+            self._polls_answered += 1
         if n > 0:
             self._pending.labels(chain=self._chain(chain)).inc(n)
 
@@ -133,7 +213,13 @@ class DaemonMetrics:
     def error(self, kind: str, chain: str = "") -> None:
         """Count an error; ``chain`` empty for errors outside any chain (e.g. "store", "config")."""
         chain_label = self._chain(chain) if chain else "none"
-        self._errors.labels(kind=self._kind(kind), chain=chain_label).inc()
+        label = self._kind(kind)
+        self._errors.labels(kind=label, chain=chain_label).inc()
+        if label == "poll":
+            with self._polls_lock:
+                self._polls_failed += 1
+        elif label == "audit":  # the loop counts this only once the audit log is broken: signing has stopped
+            self._audit_broken.set(1)
 
     def set_wallet_counts(self, counts: Mapping[str, int]) -> None:
         """The store's wallet count per chain; chains no longer present drop to 0."""
@@ -152,6 +238,28 @@ class DaemonMetrics:
 
     def set_up(self, up: bool) -> None:
         self._up.set(1 if up else 0)
+
+    def four_eye_checked(self, verdict: str, seconds: float) -> None:
+        """One answer (or none: "unavailable") of the four-eye server and how long it took."""
+        label = verdict if verdict in FOUR_EYE_VERDICTS else OTHER
+        self._verdicts.labels(verdict=label).inc()
+        self._four_eye_seconds.observe(max(0.0, float(seconds)))
+
+    def tatum_request(self, operation: str, seconds: float) -> None:
+        """One Tatum API call (``operation`` a fixed word such as "pending", "broadcast", "report")."""
+        self._tatum_seconds.labels(operation=self._operation(operation)).observe(max(0.0, float(seconds)))
+
+    def tatum_retry(self, operation: str) -> None:
+        self._tatum_retries.labels(operation=self._operation(operation)).inc()
+
+    def set_journal_counts(self, counts: Mapping[str, int]) -> None:
+        """The journal's entries per state ("signed", "broadcast", "refused"); states not given are 0."""
+        for state in JOURNAL_STATES:
+            self._journal.labels(state=state).set(max(0, int(counts.get(state, 0))))
+
+    def audit_write_failed(self) -> None:
+        self._audit_failures.inc()
+        self._audit_broken.set(1)
 
 
 class NullMetrics:
@@ -187,6 +295,21 @@ class NullMetrics:
         pass
 
     def set_up(self, up: bool) -> None:
+        pass
+
+    def four_eye_checked(self, verdict: str, seconds: float) -> None:
+        pass
+
+    def tatum_request(self, operation: str, seconds: float) -> None:
+        pass
+
+    def tatum_retry(self, operation: str) -> None:
+        pass
+
+    def set_journal_counts(self, counts: Mapping[str, int]) -> None:
+        pass
+
+    def audit_write_failed(self) -> None:
         pass
 
 

@@ -152,7 +152,7 @@ def test_json_lines_parse_and_carry_pending_id_and_chain(capture: io.StringIO) -
         assert event["time"].endswith("Z")
     assert events[0]["level"] == "DEBUG"
     assert events[1]["message"] == "signed with 2 keys"
-    assert events[1]["attempt"] == 1 and events[1]["signatureIds"] == "['a', 'b']"
+    assert events[1]["attempt"] == 1 and events[1]["signatureIds"] == ["a", "b"]
     assert "RuntimeError: broadcast failed\nsecond line" in events[2]["exception"]
     assert "pendingId" not in events[3]
 
@@ -280,3 +280,126 @@ def test_configured_secrets_are_registered(capture: io.StringIO) -> None:
         assert settings[key] not in text
     assert mask_api_key(settings["TATUM_API_KEY"]) in text
     assert "https://vault.example:8200" in text, "settings that are not credentials stay readable"
+
+
+# -- public identifiers in structured fields (issue 20) and structured JSON (issue 17 item 6) --------------------------
+
+TX_HASH = "0x" + "5e" * 32
+SOLANA_SIGNATURE = "5VERv8NMvzbJMEkV8xnrLkEaWRtSz9CosKDYjCJjBRnbJLgp8uirBgmQpjKhoR4tjF3ZpRzrFmBV6UjKdiSZkQUW"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_public_fields_are_not_masked_but_free_text_is(capture: io.StringIO, fmt: str) -> None:
+    logs.configure(fmt, stream=capture)
+    tx = logs.transaction_logger(logging.getLogger("kms.daemon"), PENDING_ID, "ETH")
+    tx.info("Tx was processed: %s", PENDING_ID, extra={"txId": TX_HASH})
+    tx.info("Tx was processed: %s", PENDING_ID, extra={"txId": SOLANA_SIGNATURE})
+    tx.info("free text %s", TX_HASH, extra={"detail": TX_HASH})
+    lines = capture.getvalue().splitlines()
+    if fmt == "json":
+        events = [json.loads(line) for line in lines]
+        assert events[0]["txId"] == TX_HASH and events[0]["pendingId"] == PENDING_ID
+        assert events[0]["message"] == f"Tx was processed: {PENDING_ID}"
+        assert events[1]["txId"] == SOLANA_SIGNATURE
+        assert events[2]["message"] == "free text [REDACTED-HEX]" and events[2]["detail"] == "[REDACTED-HEX]"
+    else:
+        assert lines[0].endswith(f"pendingId={PENDING_ID} chain=ETH: Tx was processed: {PENDING_ID} txId={TX_HASH}")
+        assert lines[1].endswith(f"txId={SOLANA_SIGNATURE}")
+        assert lines[2].endswith("free text [REDACTED-HEX] detail=[REDACTED-HEX]")
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_secrets_put_in_public_fields_by_mistake_are_still_masked(capture: io.StringIO, fmt: str) -> None:
+    """Only what a public identifier can look like passes unmasked: a hex string, a long base58 string (a Solana
+    signature) and a WIF-length base58 string are trusted by field name; every other secret shape is masked."""
+    logs.configure(fmt, stream=capture)
+    shared_shape = {"hex", "hex0x", "solana", "wif"}
+    log = logging.getLogger("kms.daemon")
+    for name, secret in CANARIES.items():
+        if name not in shared_shape:
+            log.info("mistake", extra={"address": secret, "signatureIds": [secret, "ok-id"]})
+    log.info("mistake", extra={"txId": PASSWORD, "signatureId": QUOTED_PASSWORD, "addresses": [API_KEY]})
+    log.info("too long", extra={"txId": "ab" * 100})
+    text = capture.getvalue()
+    assert_clean(text)
+    assert "ok-id" in text
+    assert "ab" * 100 not in text
+
+
+def test_json_fields_are_json_values_not_python_reprs(capture: io.StringIO) -> None:
+    logs.configure("json", stream=capture)
+    summary = {"pending": 2, "broadcast": 1, "chainErrors": {"BTC": "bad key " + CANARIES["hex"]}, "seconds": 0.25}
+    logging.getLogger("kms.daemon").info("cycle done", extra=summary)
+    logging.getLogger("kms.daemon").info("nested", extra={"deep": {"a": {"b": {"c": {"d": {"e": CANARIES["wif"]}}}}}})
+    events = [json.loads(line) for line in capture.getvalue().splitlines()]
+    assert events[0]["message"] == "cycle done"
+    assert (events[0]["pending"], events[0]["broadcast"], events[0]["seconds"]) == (2, 1, 0.25)
+    assert events[0]["chainErrors"] == {"BTC": "bad key [REDACTED-HEX]"}
+    assert "{'" not in capture.getvalue().splitlines()[0]
+    assert isinstance(events[1]["deep"]["a"]["b"]["c"]["d"], str), "nesting is bounded: deeper levels become text"
+    assert_clean(capture.getvalue())
+
+
+def test_text_fields_are_one_line_json(capture: io.StringIO) -> None:
+    logs.configure("text", stream=capture)
+    logging.getLogger("kms.daemon").info("cycle done", extra={"pending": 2, "chainErrors": {"BTC": "down\nhard"}})
+    (line,) = capture.getvalue().splitlines()
+    assert line.endswith('cycle done pending=2 chainErrors={"BTC":"down\\nhard"}')
+
+
+def test_a_daemon_run_is_traceable_by_public_fields(tmp_path: Path) -> None:
+    """A real daemon against the sandbox, every chain configured, wallets of one: it says it polls that chain only,
+    and the processed transaction's line carries its pendingId and txId as JSON keys (issue 17 items 5 and 6)."""
+    from kms.sandbox.harness import SandboxProcess, start_daemon
+    from tests.test_daemon import World, eth_pending
+
+    with SandboxProcess() as sandbox:
+        assert sandbox.admin is not None
+        world = World(tmp_path, sandbox, keys=1)
+        signature_id, _ = world.wallets[0]
+        sandbox.admin.enqueue(eth_pending("trace-me", signature_id))
+        proc = start_daemon(["--testnet", "--path", str(world.path), "--runOnce", "--log-format", "json"], world.env)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        (broadcast,) = sandbox.admin.state()["broadcasts"]
+    events = [json.loads(line) for line in err.splitlines()]
+    polling = [e for e in events if e["message"].startswith("polling ")]
+    assert [e["message"] for e in polling] == ["polling ETH for pending transactions"]
+    assert polling[0]["chains"] == ["ETH"]
+    (processed,) = [e for e in events if e["message"].startswith("Tx was processed")]
+    assert (processed["pendingId"], processed["chain"], processed["txId"]) == ("trace-me", "ETH", broadcast["txId"])
+    (cycle,) = [e for e in events if e["message"] == "cycle done"]
+    assert (cycle["pending"], cycle["broadcast"], cycle["chainErrors"]) == (1, 1, {})
+    assert json.loads(out.strip().splitlines()[-1])["broadcast"] == 1
+
+
+def test_a_sealed_daemon_says_what_it_polls_only_once_unsealed(tmp_path: Path) -> None:
+    from kms.sandbox.harness import SandboxProcess, start_daemon, wait_for
+    from tests.test_daemon import World
+
+    with SandboxProcess() as sandbox:
+        world = World(tmp_path, sandbox, keys=1)
+        socket_path = tmp_path / "run" / "unseal.sock"
+        args = ["--testnet", "--path", str(world.path), "--period", "0.2", "--log-format", "json", "--sealed"]
+        proc = start_daemon([*args, "--socket", str(socket_path)], world.env)
+        lines: list[str] = []
+        stderr = proc.stderr
+        assert stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True)
+        reader.start()
+        try:
+            assert wait_for(lambda: any("sealed: waiting" in line for line in lines), 60)
+            assert wait_for(socket_path.exists, 30)
+            assert not any("polling" in line for line in lines), "nothing is polled while sealed"
+            unlock = subprocess.run(
+                [sys.executable, "-m", "kms", "unlock", "--socket", str(socket_path), "--backend", "env"],
+                capture_output=True, text=True, env=world.env, timeout=60, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            assert unlock.returncode == 0, unlock.stderr
+            assert wait_for(lambda: any('"polling ETH for pending transactions"' in line for line in lines), 60)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            reader.join(timeout=10)
+    polling = [json.loads(line) for line in lines if '"polling ' in line]
+    assert len(polling) == 1, "said once, not every cycle"

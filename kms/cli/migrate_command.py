@@ -12,6 +12,7 @@ from argparse import Namespace
 from pathlib import Path
 
 from kms.cli import output
+from kms.cli.progress import Progress
 from kms.cli.session import load_settings, open_store, password_provider, store_path
 from kms.errors import StoreError, UsageError
 from kms.store import WalletStore
@@ -37,9 +38,11 @@ def migrate(args: Namespace) -> int:
     build_args = Namespace(**{**vars(args), "path": str(build_at)})
     created_here = WalletStore.probe(build_at) == "missing"
     try:
-        with open_store(build_args, create=True) as store:
-            imported = store.import_records(records)
-            exported = store.export()
+        with open_store(build_args, create=True) as store, Progress("migrate", len(records)) as progress:
+            with progress.step(f"importing {len(records)} wallets"):
+                imported = store.import_records(records)
+            with progress.step("checking every wallet"):
+                exported = store.export()
         # kms keeps chain codes upper case (upstream keeps them as typed); everything else must come back unchanged.
         expected = {sid: {**record, "chain": str(record.get("chain", "")).upper()} for sid, record in records.items()}
         differing = [sid for sid in records if exported.get(sid) != expected[sid]]

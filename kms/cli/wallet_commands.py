@@ -13,6 +13,7 @@ from kms.api import MAX_INDEX
 from kms.chains import get_chain
 from kms.chains.base import Chain
 from kms.cli import output
+from kms.cli.progress import Progress
 from kms.cli.session import backend_name, load_settings, open_store, store_path
 from kms.errors import KmsError, UsageError, WalletKindError, WalletNotFoundError
 from kms.hygiene import hardening_status
@@ -96,13 +97,14 @@ def generatemanagedprivatekeybatch(args: Namespace) -> int:
         raise UsageError(f"count must be a whole number, got '{args.count}'") from None
     if not 1 <= count <= MAX_WALLETS_PER_CHAIN:
         raise UsageError(f"count must be from 1 to {MAX_WALLETS_PER_CHAIN}, got {count}")
-    with open_store(args, create=True) as store:
+    with open_store(args, create=True) as store, Progress(f"generating {count} {chain.code} keys", count) as progress:
         # Most of each key's cost is a BIP39 seed (PBKDF2 in OpenSSL, which releases the GIL): threads use every core.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            wallets = list(pool.map(lambda _: chain.generate_private_key(testnet), range(count)))
+            wallets = list(progress.wrap(pool.map(lambda _: chain.generate_private_key(testnet), range(count))))
         records = [{k: v for k, v in w.items() if k != "address"} for w in wallets]
         # One transaction: all keys are stored, or none (a full chain, a crash).
-        ids = store.add_many((chain.code, testnet, record) for record in records)
+        with progress.step("storing"):
+            ids = store.add_many((chain.code, testnet, record) for record in records)
     for signature_id, wallet in zip(ids, wallets, strict=True):
         output.emit_line({"signatureId": signature_id, "address": wallet["address"]})
     return 0
@@ -165,7 +167,9 @@ def address_of(chain: Chain, wallet: StoredWallet, index: int) -> str:
 
 def export(args: Namespace) -> int:
     with open_store(args) as store:
-        wallets = store.export()
+        total = sum(store.counts().values())
+        with Progress("export", total) as progress, progress.step(f"decrypting {total} wallets"):
+            wallets = store.export()
     output.warn_if_secret_to_terminal()
     output.emit(wallets)
     return 0
@@ -309,6 +313,8 @@ def passwd(args: Namespace) -> int:
                         raise UsageError("the two new passwords differ; nothing was changed")
             # A fresh data key too: a copy of the file taken earlier, opened with the old password, must not decrypt
             # wallets added from now on.
-            store.change_password(new, rotate_data_key=True)
+            total = sum(store.counts().values())
+            with Progress("passwd", total) as progress, progress.step(f"re-encrypting {total} wallets"):
+                store.change_password(new, rotate_data_key=True)
     output.emit({"passwordChanged": True, "dataKeyRotated": True})
     return 0

@@ -134,6 +134,7 @@ class Daemon:
         self._reported: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
         self._audit_broken = False
+        self._announced_chains: tuple[str, ...] | None = None
 
     def warm_up(self) -> None:
         """Load the polled chains' signers now (their libraries are imported on first use): otherwise the first
@@ -189,7 +190,7 @@ class Daemon:
         # Reached the Tatum API: some poll was answered, or none was needed (no wallets to poll for).
         self.last_cycle_reached_api = self._polls_answered > 0 or self._polls_failed == 0
         busy = report.pending or report.errors or report.chain_errors
-        log.log(logging.INFO if busy else logging.DEBUG, "cycle done: %s", report.summary())
+        log.log(logging.INFO if busy else logging.DEBUG, "cycle done", extra=report.summary())
         return report
 
     def _update_wallet_gauge(self) -> None:
@@ -200,6 +201,22 @@ class Daemon:
         self.metrics.set_wallet_counts(
             {chain: n for (chain, testnet), n in counts.items() if testnet == self.config.testnet}
         )
+        self._announce_polled(counts)
+
+    def _announce_polled(self, counts: Mapping[tuple[str, bool], int]) -> None:
+        """Say which chains are actually polled (those with wallets), at the first cycle (so once unsealed) and
+        whenever that changes."""
+        if self.config.wallets is not None:
+            polled = self.config.chains
+        else:
+            polled = tuple(code for code in self.config.chains if counts.get((code, self.config.testnet), 0) > 0)
+        if polled == self._announced_chains:
+            return
+        self._announced_chains = polled
+        if polled:
+            log.info("polling %s for pending transactions", ", ".join(polled), extra={"chains": list(polled)})
+        else:
+            log.info("no wallets of the configured chains in the store; nothing to poll")
 
     def _poll_chain(self, code: str, report: CycleReport) -> list[PendingTransaction]:
         if self.stop.is_set():
@@ -223,8 +240,8 @@ class Daemon:
             self.metrics.error("wallet_limit", code)
             report.chain_error(code, message)
             return []
-        shown = f"{len(ids)} wallets" if len(ids) > 5 else f"wallets {','.join(ids)}"
-        log.debug("Getting pending transaction from %s for %s.", code, shown)
+        shown = {"wallets": len(ids)} if len(ids) > 5 else {"signatureIds": ids}
+        log.debug("Getting pending transaction from %s.", code, extra={"chain": code, **shown})
         try:
             batch = self.client.pending(code, ids)
             with self._lock:
@@ -348,7 +365,7 @@ class Daemon:
         self._write_audit({**result_record, "broadcast": {"ok": True, "txId": result}}, txlog)
         self._stage("journal", lambda: self.journal.record_broadcast(pending.id))
         self.metrics.broadcast(code)
-        txlog.info("Tx was processed: %s (txId %s)", pending.id, result)
+        txlog.info("Tx was processed: %s", pending.id, extra={"txId": result})
         return outcome
 
     def _approved(
