@@ -121,3 +121,25 @@ def test_wiping_one_buffer_keeps_its_page_neighbours_locked() -> None:
     # The page holding `first` also holds its mates: wiping `first` must leave that page locked.
     assert result["alone"] > 0
     assert result["after"] == result["alone"]
+
+
+def test_finaliser_inside_mlock_does_not_deadlock() -> None:
+    """A SecretBuffer collected by the garbage collector while another is being locked (same thread, guard held)
+    used to wait for the guard forever."""
+    import gc
+
+    from kms import hygiene
+
+    victim = SecretBuffer(b"k" * 32)
+    if not victim.locked:
+        pytest.skip("mlock unavailable")
+    victim_pages = hygiene._pages(victim.raw())
+    with hygiene._page_lock_guard:
+        # What a GC pass inside _mlock does: finalise another buffer while the guard is held.
+        victim.__del__()
+    assert victim.wiped
+    assert hygiene._deferred_unlocks and hygiene._deferred_unlocks[-1] == victim_pages
+    fresh = SecretBuffer(b"n" * 32)  # the next lock takes the deferred unlocks
+    assert not hygiene._deferred_unlocks
+    fresh.wipe()
+    gc.collect()
