@@ -204,6 +204,8 @@ class AlgoSigner:
     ) -> KmsSignedTransaction:
         if len(keys) != 1:
             raise SigningError(f"ALGO transaction: expected one signing key, got {len(keys)}")
+        if pending.chain != CHAIN:
+            raise SigningError(f"pending transaction is for chain {str(pending.chain)[:16]!r}, not ALGO")
         txn = parse_payment(pending, testnet)
         message = txn.bytes_to_sign()
         with keys[0].raw() as seed:

@@ -210,6 +210,8 @@ class EgldSigner:
     ) -> SignedTransaction:
         if len(keys) != 1:
             raise SigningError(f"EGLD transaction: expected one signing key, got {len(keys)}")
+        if pending.chain != CHAIN:
+            raise SigningError(f"pending transaction is for chain {str(pending.chain)[:16]!r}, not EGLD")
         fields = parse_transfer(pending)
         with keys[0].raw() as seed:
             if len(seed) != 32:

@@ -250,6 +250,8 @@ class VetSigner:
     ) -> SignedTransaction:
         if len(keys) != 1:
             raise SigningError(f"VET transaction: expected one signing key, got {len(keys)}")
+        if pending.chain != CHAIN:
+            raise SigningError(f"pending transaction is for chain {str(pending.chain)[:16]!r}, not VET")
         clause = parse_clause(pending)
         with keys[0].raw() as key:
             if len(key) != 32:
