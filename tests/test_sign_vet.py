@@ -231,6 +231,18 @@ def test_without_from_the_wallet_is_the_caller() -> None:
     assert payload == vector["expected"]["txData"]
 
 
+def test_hex_value_and_unprefixed_data_are_read_as_web3_does() -> None:
+    vector = VECTORS[0]
+    tx = {**json.loads(vector["input"]["pending"]["serializedTransaction"]), "value": "0x14D1120D7B160000", "data": ""}
+    assert sign_vector(vector, tx=tx)[0] == vector["expected"]["txData"]
+    answers = copy.deepcopy(vector["input"]["nodeAnswers"])
+    answers[0]["body"]["clauses"][0]["data"] = "0xcafe"
+    answers[0]["response"][0]["gasUsed"] = 0
+    payload, _ = sign_vector(vector, answers=answers, tx={**tx, "data": "cafe"})
+    assert decode(payload)["clauses"][0]["data"] == "0xcafe"
+    assert decode(payload)["gas"] == 21000 + 2 * 68
+
+
 def test_default_nonce_is_random() -> None:
     vector = VECTORS[0]
     nonces = set()
@@ -317,6 +329,8 @@ def test_wrong_sender_is_refused_before_any_call() -> None:
         ({"value": str(2**256)}, "value"),
         ({"data": "0xabc"}, "data"),
         ({"data": "hello"}, "data"),
+        ({"data": 12}, "data"),
+        ({"value": "0x"}, "value"),
         ({"gas": 10**12}, "gas"),
         ({"gasPrice": "1"}, "unsupported fields"),
         ({"nonce": 1}, "unsupported fields"),

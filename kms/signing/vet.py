@@ -64,6 +64,7 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _BLOCK_ID = re.compile(r"0x[0-9a-f]{64}")
 _DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 _DECIMAL = re.compile(r"[0-9]{1,78}")
+_HEX_NUMBER = re.compile(r"0x[0-9a-fA-F]{1,64}")
 _PRIVATE_KEY = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64}")
 _SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -118,10 +119,12 @@ def _address(value: object, what: str) -> str:
 def _uint(value: object, what: str, high: int) -> int:
     if isinstance(value, str) and _DECIMAL.fullmatch(value):
         number = int(value)
+    elif isinstance(value, str) and _HEX_NUMBER.fullmatch(value):
+        number = int(value[2:], 16)
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
-        raise SigningError(f"VET transaction: {what} must be a non-negative integer (decimal)")
+        raise SigningError(f"VET transaction: {what} must be a non-negative integer (decimal or 0x hex)")
     if not 0 <= number <= high:
         raise SigningError(f"VET transaction: {what} out of range")
     return number
@@ -142,6 +145,8 @@ def parse_clause(pending: PendingTransaction) -> Mapping[str, Any]:
     if unknown:
         raise SigningError(f"VET transaction: unsupported fields {sorted(unknown)[:5]}")
     data = tx.get("data") or "0x"
+    if isinstance(data, str) and not data.startswith("0x"):
+        data = "0x" + data  # web3's input formatter does the same before thorify sees it
     if not isinstance(data, str) or not _DATA.fullmatch(data):
         raise SigningError("VET transaction: data must be 0x-prefixed hex bytes")
     gas = tx.get("gas")
