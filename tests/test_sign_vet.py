@@ -18,7 +18,7 @@ from eth_keys.backends import NativeECCBackend
 
 from kms.api import PendingTransaction
 from kms.chains.evm import VET
-from kms.errors import SigningError, TatumApiError
+from kms.errors import SigningError, TatumApiError, UsageError
 from kms.keys import KeyHandle
 from kms.signing.vet import (
     DEFAULT_NODE_URLS,
@@ -360,7 +360,7 @@ def test_a_broken_nonce_source_signs_nothing(nonce: Any) -> None:
 
 @pytest.mark.parametrize("url", ["ftp://node", "https://node/x?key=1", "node.example", ""])
 def test_bad_node_urls_are_refused(url: str) -> None:
-    with pytest.raises(SigningError, match="TATUM_KMS_VET_NODE_URL"):
+    with pytest.raises(UsageError, match="TATUM_KMS_VET_NODE_URL"):
         VetSigner(url or " ")
 
 

@@ -30,7 +30,7 @@ from coincurve import PrivateKey
 from eth_utils import is_checksum_address, keccak
 
 from kms.api import NodeGateway, PendingTransaction
-from kms.errors import SigningError
+from kms.errors import SigningError, UsageError
 from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
@@ -236,7 +236,7 @@ class VetSigner:
 
     def __init__(self, node_url: str | None = None, nonce_source: Callable[[], int] = random_nonce) -> None:
         if node_url is not None and (not isinstance(node_url, str) or not re.fullmatch(r"https?://[^\s?#]+", node_url)):
-            raise SigningError(f"{NODE_URL_SETTING} must be an http(s) URL without query or fragment")
+            raise UsageError(f"{NODE_URL_SETTING} must be an http(s) URL without query or fragment")
         self._node_url = node_url.rstrip("/") if node_url else None
         self._nonce_source = nonce_source
 
