@@ -15,6 +15,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from kms.api import PendingTransaction
+from kms.chains.algo import ALGO
 from kms.errors import SigningError
 from kms.keys import KeyHandle
 from kms.signing.algo import (
@@ -124,7 +125,7 @@ def test_upstream_vector_byte_for_byte(vector: dict[str, Any]) -> None:
     signed = AlgoSigner().sign(tx, [key], vector["testnet"], NoNetwork())
     assert signed.payload == vector["expected"]["txData"]
     assert signed.meta["txId"] == vector["expected"]["txId"]
-    assert vector["expected"]["broadcastPath"] == "/v3/algorand/broadcast"
+    assert vector["expected"]["broadcastPath"] == f"/v3/{ALGO.broadcast_route}/broadcast"
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["description"] for v in VECTORS])

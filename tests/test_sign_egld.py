@@ -122,7 +122,7 @@ def test_upstream_vector_byte_for_byte(vector: dict[str, Any]) -> None:
     signed = EgldSigner().sign(vector_pending(vector), [key], vector["testnet"], gateway)
     assert signed.payload == vector["expected"]["txData"]
     assert gateway.done
-    assert vector["expected"]["broadcastPath"] == "/v3/egld/broadcast"
+    assert vector["expected"]["broadcastPath"] == f"/v3/{EGLD.broadcast_route}/broadcast"
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["description"] for v in VECTORS])

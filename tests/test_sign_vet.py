@@ -147,7 +147,7 @@ def test_upstream_vector_byte_for_byte(vector: dict[str, Any]) -> None:
     payload, node = sign_vector(vector)
     assert payload == vector["expected"]["txData"]
     assert node.done
-    assert vector["expected"]["broadcastPath"] == "/v3/vet/broadcast"
+    assert vector["expected"]["broadcastPath"] == f"/v3/{VET.broadcast_route}/broadcast"
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["description"] for v in VECTORS])

@@ -33,7 +33,6 @@ from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction as KmsSignedTransaction
 
 CHAIN = "ALGO"
-BROADCAST_PATH = "/v3/algorand/broadcast"
 
 MAINNET_GENESIS_HASH = base64.b64decode("wGHE2Pwdvd7S12BL5FaOP20EGYesN73ktiC1qzkkit8=")
 TESTNET_GENESIS_HASH = base64.b64decode("SGO1GKSzyE7IEPItTxCByw9x8FmnrCDexi9/cOUJOiI=")

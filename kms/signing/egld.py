@@ -29,7 +29,6 @@ from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 
 CHAIN = "EGLD"
-BROADCAST_PATH = "/v3/egld/broadcast"
 NODE = "/v3/egld/node/{apiKey}"
 """The MultiversX node behind the Tatum gateway (upstream: ``{TATUM_API_URL}/v3/egld/node/{TATUM_API_KEY}``)."""
 

@@ -36,7 +36,6 @@ from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 
 CHAIN = "VET"
-BROADCAST_PATH = "/v3/vet/broadcast"
 NODE_URL_SETTING = "TATUM_KMS_VET_NODE_URL"
 DEFAULT_NODE_URLS = {False: "https://sync-mainnet.vechain.org", True: "https://sync-testnet.vechain.org"}
 """The public nodes upstream hard-codes (its ``VET_URL`` / ``TEST_VET_URL``)."""
