@@ -1,0 +1,294 @@
+"""VET (VeChainThor) signing, as upstream's ``signVetKMSTransaction`` (@tatumio/tatum 1.37.68: web3 1.10 + thorify
+1.6.2 + thor-devkit).
+
+The pending transaction is a web3-style ``{from?, to, value (wei, decimal), data?, gas?}``. Upstream asks a public
+VeChain node (not Tatum) for three things: the gas (``POST /accounts/*?revision=best`` with the clause; gas =
+intrinsic gas + (gasUsed ? gasUsed + 15000 : 0)), the chain tag (last byte of ``GET /blocks/0``'s id) and the block
+reference (first 8 bytes of ``GET /blocks/best``'s id). The nonce is random:
+``floor(Date.now() / 0xffff * Math.random() * 0xffff)``. The body is one clause, expiration 720, gasPriceCoef 0, no
+dependsOn; the signature is secp256k1 (RFC 6979, r || s || recovery id) over blake2b-256 of the RLP body; txData is
+``0x`` + the RLP of the body with the signature, posted to ``/v3/vet/broadcast``.
+
+The node is a setting (``TATUM_KMS_VET_NODE_URL``; default the public node upstream uses for the network) and is
+called through the gateway's ``external_*`` calls. Its answers are checked: ``/blocks/0`` must be the genesis block of
+the daemon's network, the best block's id must carry its number, the gas must be an integer in sane bounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import rlp
+from coincurve import PrivateKey
+from eth_utils import is_checksum_address, keccak
+
+from kms.api import NodeGateway, PendingTransaction
+from kms.errors import SigningError, UsageError
+from kms.hygiene import SecretBuffer
+from kms.keys import KeyHandle
+from kms.signing.base import SignedTransaction
+
+CHAIN = "VET"
+NODE_URL_SETTING = "TATUM_KMS_VET_NODE_URL"
+DEFAULT_NODE_URLS = {False: "https://sync-mainnet.vechain.org", True: "https://sync-testnet.vechain.org"}
+"""The public nodes upstream hard-codes (its ``VET_URL`` / ``TEST_VET_URL``)."""
+GENESIS_IDS = {
+    False: "0x00000000851caf3cfdb6e899cf5958bfb1ac3413d346d43539627e6be7ec1b4a",
+    True: "0x000000000b2bce3c70bc649a02749e8687721b09ed2e15997f466536b20bb127",
+}
+"""Genesis block ids of VeChainThor mainnet and testnet; the chain tag is the last byte."""
+
+EXPIRATION = 720
+GAS_PRICE_COEF = 0
+TX_GAS = 5000
+CLAUSE_GAS = 16000
+ZERO_BYTE_GAS = 4
+NONZERO_BYTE_GAS = 68
+VM_GAS_MARGIN = 15000
+"""thorify adds this to the node's gasUsed: the state the transaction meets is not the one estimated against."""
+MAX_GAS = 100_000_000
+"""Far above any VeChainThor block gas limit: a node answering more is lying."""
+UINT64_MAX = 2**64 - 1
+UINT256_MAX = 2**256 - 1
+MAX_SERIALIZED = 256 * 1024
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_BLOCK_ID = re.compile(r"0x[0-9a-f]{64}")
+_DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+_DECIMAL = re.compile(r"[0-9]{1,78}")
+_HEX_NUMBER = re.compile(r"0x[0-9a-fA-F]{1,64}")
+_PRIVATE_KEY = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64}")
+_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def vet_raw_key(private_key: str) -> SecretBuffer:
+    """The 32-byte secp256k1 scalar of a VET private key (``0x`` + 64 hex, as upstream stores and prints it; bare hex is
+    accepted). Never quotes the key."""
+    message = "invalid VET private key: expected 0x followed by 64 hex digits"
+    if not isinstance(private_key, str) or not _PRIVATE_KEY.fullmatch(private_key):
+        raise SigningError(message)
+    digits = private_key[2:] if private_key[:2] in ("0x", "0X") else private_key
+    raw = SecretBuffer(bytearray.fromhex(digits))
+    if not 0 < int.from_bytes(raw.view(), "big") < _SECP256K1_ORDER:
+        raw.wipe()
+        raise SigningError(message)
+    return raw
+
+
+def upstream_nonce(now_ms: int, random_fraction: float) -> int:
+    """thorify's ``newNonce``: ``Math.floor((Date.now() / 0xffff) * Math.random() * 0xffff)`` (same IEEE doubles)."""
+    return math.floor((now_ms / 0xFFFF) * random_fraction * 0xFFFF)
+
+
+def random_nonce() -> int:
+    """Upstream's nonce formula, drawn from the operating system's random source."""
+    return upstream_nonce(time.time_ns() // 1_000_000, secrets.SystemRandom().random())
+
+
+def address_of(private_key: bytes | bytearray) -> str:
+    public_key = PrivateKey(bytes(private_key)).public_key.format(compressed=False)
+    return "0x" + keccak(public_key[1:])[12:].hex()
+
+
+def intrinsic_gas(data: bytes) -> int:
+    """thor-devkit ``Transaction.intrinsicGas`` for one clause with a recipient."""
+    zeros = data.count(0)
+    return TX_GAS + CLAUSE_GAS + zeros * ZERO_BYTE_GAS + (len(data) - zeros) * NONZERO_BYTE_GAS
+
+
+# --- the pending transaction -----------------------------------------------------------------------------------------
+
+
+def _address(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+        raise SigningError(f"VET transaction: {what} is not 0x + 40 hex digits")
+    digits = value[2:]
+    if digits != digits.lower() and digits != digits.upper() and not is_checksum_address(value):
+        raise SigningError(f"VET transaction: {what} has a wrong checksum (mixed case)")
+    return value.lower()
+
+
+def _uint(value: object, what: str, high: int) -> int:
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        number = int(value)
+    elif isinstance(value, str) and _HEX_NUMBER.fullmatch(value):
+        number = int(value[2:], 16)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        raise SigningError(f"VET transaction: {what} must be a non-negative integer (decimal or 0x hex)")
+    if not 0 <= number <= high:
+        raise SigningError(f"VET transaction: {what} out of range")
+    return number
+
+
+def parse_clause(pending: PendingTransaction) -> Mapping[str, Any]:
+    """``from`` (or None), ``to``, ``value`` (int, or None when absent), ``data`` (hex as given), ``gas`` (or None)."""
+    text = pending.serialized_transaction
+    if not isinstance(text, str) or len(text) > MAX_SERIALIZED:
+        raise SigningError("VET transaction: serializedTransaction is not text of a sensible size")
+    try:
+        tx = json.loads(text)
+    except (ValueError, RecursionError):
+        raise SigningError("VET transaction: serializedTransaction is not valid JSON") from None
+    if not isinstance(tx, dict):
+        raise SigningError("VET transaction: serializedTransaction is not a JSON object")
+    unknown = set(tx) - {"from", "to", "value", "data", "gas"}
+    if unknown:
+        raise SigningError(f"VET transaction: unsupported fields {sorted(unknown)[:5]}")
+    data = tx.get("data") or "0x"
+    if isinstance(data, str) and not data.startswith("0x"):
+        data = "0x" + data  # web3's input formatter does the same before thorify sees it
+    if not isinstance(data, str) or not _DATA.fullmatch(data):
+        raise SigningError("VET transaction: data must be 0x-prefixed hex bytes")
+    gas = tx.get("gas")
+    return {
+        "from": None if tx.get("from") in (None, "") else _address(tx["from"], "from"),
+        "to": _address(tx.get("to"), "to"),
+        "value": None if tx.get("value") is None else _uint(tx["value"], "value", UINT256_MAX),
+        "data": data,
+        "gas": None if gas is None else _uint(gas, "gas", MAX_GAS),
+    }
+
+
+# --- the node --------------------------------------------------------------------------------------------------------
+
+
+def estimate_request(clause: Mapping[str, Any], caller: str) -> dict[str, Any]:
+    """thorify's ``eth_estimateGas`` body after web3's input formatting (value as hex, '' when absent)."""
+    value = clause["value"]
+    body: dict[str, Any] = {
+        "clauses": [{"to": clause["to"], "value": "" if value is None else hex(value), "data": clause["data"]}]
+    }
+    if clause["gas"] is not None:
+        body["gas"] = clause["gas"]
+    body["caller"] = caller
+    return body
+
+
+def gas_from_estimate(answer: object, data: bytes) -> int:
+    if not isinstance(answer, list) or not answer or not isinstance(answer[0], Mapping):
+        raise SigningError("VET node: malformed gas estimate answer")
+    result = answer[0]
+    if result.get("reverted") is not False or result.get("vmError") not in ("", None):
+        raise SigningError("VET node: gas estimation failed: the clause reverts")
+    used = result.get("gasUsed")
+    if isinstance(used, bool) or not isinstance(used, int) or not 0 <= used <= MAX_GAS:
+        raise SigningError("VET node: gasUsed is not an integer in range")
+    return intrinsic_gas(data) + (used + VM_GAS_MARGIN if used else 0)
+
+
+def _block_id(answer: object, what: str) -> tuple[str, object]:
+    block_id = answer.get("id") if isinstance(answer, Mapping) else None
+    if not isinstance(block_id, str) or not _BLOCK_ID.fullmatch(block_id):
+        raise SigningError(f"VET node: malformed {what} answer")
+    return block_id, answer.get("number")  # type: ignore[union-attr]
+
+
+def chain_tag(answer: object, testnet: bool) -> int:
+    block_id, number = _block_id(answer, "genesis block")
+    if number != 0 or block_id != GENESIS_IDS[testnet]:
+        network = "testnet" if testnet else "mainnet"
+        raise SigningError(f"VET node: its genesis block is not VeChainThor {network}, the network this daemon signs")
+    return int(block_id[-2:], 16)
+
+
+def block_ref(answer: object) -> bytes:
+    block_id, number = _block_id(answer, "best block")
+    # A VeChainThor block id starts with the block number (4 bytes, big-endian).
+    if isinstance(number, bool) or not isinstance(number, int) or int(block_id[2:10], 16) != number or number == 0:
+        raise SigningError("VET node: the best block's id does not carry its number")
+    return bytes.fromhex(block_id[2:18])
+
+
+# --- signing ---------------------------------------------------------------------------------------------------------
+
+
+def body_fields(tag: int, ref: bytes, clause: Mapping[str, Any], gas: int, nonce: int) -> list[Any]:
+    """The RLP body list in thor-devkit's order; blockRef is a compact blob (leading zero bytes dropped)."""
+    value = clause["value"] or 0
+    clauses = [[bytes.fromhex(clause["to"][2:]), value, bytes.fromhex(clause["data"][2:])]]
+    return [tag, ref.lstrip(b"\0"), EXPIRATION, clauses, GAS_PRICE_COEF, gas, b"", nonce, []]
+
+
+def blake2b256(*parts: bytes) -> bytes:
+    digest = hashlib.blake2b(digest_size=32)
+    for part in parts:
+        digest.update(part)
+    return digest.digest()
+
+
+class VetSigner:
+    """Signs VET pending transactions like upstream.
+
+    ``node_url``: the VeChainThor REST node (setting ``TATUM_KMS_VET_NODE_URL``); None means upstream's public node
+    for the daemon's network. ``nonce_source``: where the random transaction nonce comes from (tests inject
+    upstream's recorded draw). ``meta["txId"]`` is the transaction id.
+    """
+
+    def __init__(self, node_url: str | None = None, nonce_source: Callable[[], int] = random_nonce) -> None:
+        if node_url is not None and (not isinstance(node_url, str) or not re.fullmatch(r"https?://[^\s?#]+", node_url)):
+            raise UsageError(f"{NODE_URL_SETTING} must be an http(s) URL without query or fragment")
+        self._node_url = node_url.rstrip("/") if node_url else None
+        self._nonce_source = nonce_source
+
+    def __repr__(self) -> str:
+        return f"VetSigner(node_url={self._node_url!r})"
+
+    def node_url(self, testnet: bool) -> str:
+        return self._node_url or DEFAULT_NODE_URLS[testnet]
+
+    def sign(
+        self,
+        pending: PendingTransaction,
+        keys: Sequence[KeyHandle],
+        testnet: bool,
+        gateway: NodeGateway | None,
+    ) -> SignedTransaction:
+        if len(keys) != 1:
+            raise SigningError(f"VET transaction: expected one signing key, got {len(keys)}")
+        if pending.chain != CHAIN:
+            raise SigningError(f"pending transaction is for chain {str(pending.chain)[:16]!r}, not VET")
+        clause = parse_clause(pending)
+        with keys[0].raw() as key:
+            if len(key) != 32:
+                raise SigningError("VET key: expected a 32-byte secp256k1 key")
+            origin = address_of(key)
+        if clause["from"] is not None and clause["from"] != origin:
+            raise SigningError("VET transaction: its sender is not this wallet's address")
+        if gateway is None:
+            raise SigningError("VET transaction: signing needs a VeChainThor node (offline)")
+        gas, tag, ref = self._look_up(gateway, clause, clause["from"] or origin, testnet)
+        nonce = self._nonce_source()
+        if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce <= UINT64_MAX:
+            raise SigningError("VET transaction: the nonce source gave no 64-bit nonce")
+        body = body_fields(tag, ref, clause, gas, nonce)
+        signing_hash = blake2b256(rlp.encode(body))
+        with keys[0].raw() as key:
+            signature = PrivateKey(bytes(key)).sign_recoverable(signing_hash, hasher=None)
+        tx_id = "0x" + blake2b256(signing_hash, bytes.fromhex(origin[2:])).hex()
+        return SignedTransaction(payload="0x" + rlp.encode([*body, signature]).hex(), meta={"txId": tx_id})
+
+    def _look_up(
+        self, gateway: NodeGateway, clause: Mapping[str, Any], caller: str, testnet: bool
+    ) -> tuple[int, int, bytes]:
+        """In upstream's order: gas estimate, genesis block (chain tag), best block (block reference)."""
+        node = self.node_url(testnet)
+        estimate = gateway.external_post(
+            f"{node}/accounts/*?revision=best", estimate_request(clause, caller), what="VET gas estimate"
+        )
+        gas = gas_from_estimate(estimate, bytes.fromhex(clause["data"][2:]))
+        tag = chain_tag(gateway.external_get(f"{node}/blocks/0", what="VET genesis block"), testnet)
+        ref = block_ref(gateway.external_get(f"{node}/blocks/best", what="VET best block"))
+        return gas, tag, ref
+
+
+def vet_signer(node_url: str | None = None) -> VetSigner:
+    return VetSigner(node_url)
