@@ -34,6 +34,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "kms_cycle_duration_seconds",
     "kms_last_cycle_timestamp_seconds",
     "kms_wallets",
+    "kms_unlock_failures_total",
 )
 """Every metric family this module exports (as they appear in the exposition text)."""
 
@@ -51,6 +52,7 @@ class Metrics(Protocol):
     def set_wallet_counts(self, counts: Mapping[str, int]) -> None: ...
     def set_sealed(self, sealed: bool) -> None: ...
     def set_up(self, up: bool) -> None: ...
+    def unlock_failed(self) -> None: ...
 
 
 class _LabelGuard:
@@ -107,6 +109,9 @@ class DaemonMetrics:
             "kms_last_cycle_timestamp_seconds", "Unix time at which the last poll cycle ended.", registry=r
         )
         self._wallets = Gauge("kms_wallets", "Wallets (signatureIds) in the store per chain.", ["chain"], registry=r)
+        self._unlock_failures = Counter(
+            "kms_unlock_failures", "Wrong passwords sent to the unseal socket ('kms unlock').", registry=r
+        )
         self._wallet_chains: set[str] = set()
         self._up.set(1)
 
@@ -153,6 +158,9 @@ class DaemonMetrics:
     def set_up(self, up: bool) -> None:
         self._up.set(1 if up else 0)
 
+    def unlock_failed(self) -> None:
+        self._unlock_failures.inc()
+
 
 class NullMetrics:
     """Metrics off: every call does nothing."""
@@ -187,6 +195,9 @@ class NullMetrics:
         pass
 
     def set_up(self, up: bool) -> None:
+        pass
+
+    def unlock_failed(self) -> None:
         pass
 
 

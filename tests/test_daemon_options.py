@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kms.cli.main import build_parser
-from kms.daemon.runner import options_from_args, parse_chain_list
+from kms.daemon.options import options_from_args, parse_chain_list
 from kms.errors import UsageError
 
 SETTINGS = {"TATUM_API_KEY": "k", "TATUM_API_URL": "http://127.0.0.1:9"}
