@@ -43,9 +43,7 @@ def trusted_uids(client_uid: int, peer_uid: int | None = None) -> tuple[int, ...
     return (expected, 0)
 
 
-def server_allowed(
-    server: PeerCredentials, socket_owner: int, client_uid: int, peer_uid: int | None = None
-) -> bool:
+def server_allowed(server: PeerCredentials, socket_owner: int, client_uid: int, peer_uid: int | None = None) -> bool:
     """Whether a client may send its password to this listening process."""
     return server.uid == socket_owner and server.uid in trusted_uids(client_uid, peer_uid)
 

@@ -42,7 +42,7 @@ from kms.seal.throttle import UnlockThrottle
 
 log = logging.getLogger("kms.seal")
 
-WRONG_PASSWORD = "wrong password; still sealed"
+WRONG_PASSWORD = "wrong password; still sealed"  # noqa: S105 - the answer, not a password
 
 
 def peer_allowed(peer: PeerCredentials, daemon_uid: int) -> bool:
