@@ -259,11 +259,11 @@ class SealedGate:
     def _wrong_password(self, peer: PeerCredentials) -> str:
         delay = self._throttle.failed()
         log.warning(
-            "unlock failed: wrong password from uid %d pid %d (%d in a row); next attempt checked in %.0fs",
+            "unlock failed: wrong password from uid %d pid %d (%d in a row)%s",
             peer.uid,
             peer.pid,
             self._throttle.failures,
-            delay,
+            f"; no password is checked for {delay:.0f}s" if delay > 0 else "",
         )
         if self._on_wrong_password is not None:
             with contextlib.suppress(Exception):  # a metric must never decide an unlock
