@@ -54,6 +54,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "kms_journal_entries",
     "kms_audit_write_failures_total",
     "kms_audit_log_broken",
+    "kms_unlock_failures_total",
 )
 """Every metric family this module exports (as they appear in the exposition text)."""
 
@@ -76,6 +77,7 @@ class Metrics(Protocol):
     def tatum_retry(self, operation: str) -> None: ...
     def set_journal_counts(self, counts: Mapping[str, int]) -> None: ...
     def audit_write_failed(self) -> None: ...
+    def unlock_failed(self) -> None: ...
 
 
 class _LabelGuard:
@@ -132,6 +134,9 @@ class DaemonMetrics:
             "kms_last_cycle_timestamp_seconds", "Unix time at which the last poll cycle ended.", registry=r
         )
         self._wallets = Gauge("kms_wallets", "Wallets (signatureIds) in the store per chain.", ["chain"], registry=r)
+        self._unlock_failures = Counter(
+            "kms_unlock_failures", "Wrong passwords sent to the unseal socket ('kms unlock').", registry=r
+        )
         self._wallet_chains: set[str] = set()
         self._up.set(1)
         self._add_operations_metrics(r)
@@ -261,6 +266,9 @@ class DaemonMetrics:
         self._audit_failures.inc()
         self._audit_broken.set(1)
 
+    def unlock_failed(self) -> None:
+        self._unlock_failures.inc()
+
 
 class NullMetrics:
     """Metrics off: every call does nothing."""
@@ -310,6 +318,9 @@ class NullMetrics:
         pass
 
     def audit_write_failed(self) -> None:
+        pass
+
+    def unlock_failed(self) -> None:
         pass
 
 

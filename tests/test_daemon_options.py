@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kms.cli.main import build_parser
-from kms.daemon.runner import options_from_args, parse_chain_list
+from kms.daemon.options import options_from_args, parse_chain_list
 from kms.errors import UsageError
 
 SETTINGS = {"TATUM_API_KEY": "k", "TATUM_API_URL": "http://127.0.0.1:9"}
@@ -64,3 +64,80 @@ def test_chain_list() -> None:
     assert parse_chain_list(None, ["ETH", "BTC"]) == ("ETH", "BTC")
     with pytest.raises(UsageError):
         parse_chain_list(",", ["ETH"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/approve",
+        "http://localhost/approve",
+        "http://[::1]:9/approve",
+        "https://approve.example/x",
+    ],
+)
+def test_mainnet_accepts_https_and_loopback_http(url: str) -> None:
+    assert options("--externalUrl", url).external_url == url
+
+
+def test_mainnet_refuses_plain_http_to_another_host_unless_told() -> None:
+    for url in ("http://approve.example/x", "http://10.0.0.7:8080/x", "http://127.0.0.1.example.com/x"):
+        with pytest.raises(UsageError, match="--externalUrl must be https on mainnet") as refused:
+            options("--externalUrl", url)
+        assert "--allow-insecure-external-url" in str(refused.value)
+    allowed = options("--externalUrl", "http://approve.example/x", "--allow-insecure-external-url")
+    assert allowed.external_url == "http://approve.example/x"
+    assert options("--testnet", "--externalUrl", "http://approve.example/x").external_url  # testnet: as upstream
+
+
+def test_defaults_are_written_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argparse, the settings and DaemonConfig take their defaults from DEFAULTS."""
+    from dataclasses import replace
+
+    import kms.daemon.options as options_module
+    from kms.daemon.model import DEFAULTS, DaemonConfig
+
+    args = parse("--testnet")
+    assert (args.period, args.concurrency, args.shutdownTimeout) == (
+        DEFAULTS.period,
+        DEFAULTS.concurrency,
+        DEFAULTS.shutdown_timeout,
+    )
+    assert (args.metricsAddress, args.logFormat, args.externalUrlMethod) == (
+        DEFAULTS.metrics_address,
+        DEFAULTS.log_format,
+        DEFAULTS.external_url_method,
+    )
+    got = options("--testnet")
+    assert got.four_eye_timeout == DEFAULTS.four_eye_timeout and got.log_level == DEFAULTS.log_level
+    bare = DaemonConfig(chains=("ETH",), testnet=True)
+    assert (bare.period, bare.concurrency) == (DEFAULTS.period, DEFAULTS.concurrency)
+    # Flags and settings that are absent (a namespace built by hand, no env) fall back to the same object.
+    monkeypatch.setattr(options_module, "DEFAULTS", replace(DEFAULTS, period=7.5, concurrency=3, log_level="WARNING"))
+    got = options_from_args(Namespace(testnet=True), SETTINGS)
+    assert (got.config.period, got.config.concurrency, got.log_level) == (7.5, 3, "WARNING")
+
+
+def test_settings_override_the_defaults() -> None:
+    settings = {**SETTINGS, "TATUM_KMS_EXTERNAL_URL_TIMEOUT": "2.5", "TATUM_KMS_LOG_LEVEL": "ERROR"}
+    got = options("--testnet", settings=settings)
+    assert got.four_eye_timeout == 2.5 and got.log_level == "ERROR"
+    assert options("--testnet", settings={**SETTINGS, "TATUM_KMS_DEBUG_MODE": "1"}).log_level == "DEBUG"
+
+
+def test_daemon_and_seal_do_not_import_the_cli() -> None:
+    """The daemon stands without the command line: kms/daemon and kms/seal never import kms.cli."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "kms"
+    offenders = []
+    for package in ("daemon", "seal"):
+        for source in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(source.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                if any(name == "kms.cli" or name.startswith("kms.cli.") for name in names):
+                    offenders.append(f"{source.relative_to(root.parent)}:{node.lineno}")
+    assert offenders == []
+    assert (root / "seal").is_dir() and not (root / "seal.py").exists()

@@ -62,7 +62,10 @@ def test_sealed_start_unlock_seal_unlock(tmp_path: Path, sandbox: SandboxProcess
         wrong = kms(["unlock", "--socket", str(socket_path), "--backend", "env"],
                     {**sealed_env, "TATUM_KMS_PASSWORD": "not the password"})  # fmt: skip
         assert wrong.returncode != 0 and "wrong password" in wrong.stderr
+        assert json.loads(wrong.stderr) == {"error": "wrong password; still sealed"}  # said once
         assert is_sealed(socket_path)
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert "kms_unlock_failures_total 1.0" in metrics
 
         unlock_env = {**sealed_env, "TATUM_KMS_PASSWORD": PASSWORD}
         opened = kms(["unlock", "--socket", str(socket_path), "--backend", "env"], unlock_env)
@@ -91,6 +94,7 @@ def test_sealed_start_unlock_seal_unlock(tmp_path: Path, sandbox: SandboxProcess
         _, err = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, err
     assert "sealed: waiting for the store password" in err
-    assert PASSWORD not in err
+    assert "unlock failed: wrong password from uid" in err  # the failed attempt is logged, its password is not
+    assert PASSWORD not in err and "not the password" not in err
     assert not socket_path.exists()  # the gate removed its socket
     assert all(sender(b["txData"]) == address for b in admin.state()["broadcasts"])

@@ -7,6 +7,7 @@ import socket
 import stat
 import struct
 import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,9 @@ from kms.seal import (
     PeerCredentials,
     SealedGate,
     SealError,
+    UnlockThrottle,
     default_socket_path,
+    delay_after,
     is_sealed,
     peer_allowed,
     peer_credentials,
@@ -97,7 +100,8 @@ def test_socket_is_private(gate: SealedGate, sock_dir: Path) -> None:
 
 def test_wrong_then_right_password(gate: SealedGate, daemon: Daemon) -> None:
     wrong = SecretBuffer(b"Tr0ub4dor&3")
-    with pytest.raises(WrongPasswordError, match="wrong password: wrong password; still sealed"):
+    # Said once (it used to read "wrong password: wrong password; still sealed").
+    with pytest.raises(WrongPasswordError, match=r"^wrong password; still sealed$"):
         unlock(gate.socket_path, wrong)
     assert wrong.wiped
     assert gate.sealed and is_sealed(gate.socket_path)
@@ -210,10 +214,13 @@ def test_peer_rules_with_fake_credentials() -> None:
     assert peer_allowed(PeerCredentials(pid=1, uid=1000, gid=1000), daemon_uid)
     assert peer_allowed(PeerCredentials(pid=1, uid=0, gid=0), daemon_uid)
     assert not peer_allowed(PeerCredentials(pid=1, uid=1001, gid=1000), daemon_uid)
-    # client side: the listener must own the socket and be the client itself or root; root may unlock anyone.
+    # client side: the listener must own the socket and be the client itself or root; root may unlock another
+    # user's daemon only when told that uid explicitly (--peer-uid).
     assert server_allowed(PeerCredentials(1, 1000, 1000), socket_owner=1000, client_uid=1000)
     assert server_allowed(PeerCredentials(1, 0, 0), socket_owner=0, client_uid=1000)
-    assert server_allowed(PeerCredentials(1, 1000, 1000), socket_owner=1000, client_uid=0)
+    assert not server_allowed(PeerCredentials(1, 1000, 1000), socket_owner=1000, client_uid=0)
+    assert server_allowed(PeerCredentials(1, 1000, 1000), socket_owner=1000, client_uid=0, peer_uid=1000)
+    assert not server_allowed(PeerCredentials(1, 1001, 1001), socket_owner=1001, client_uid=0, peer_uid=1000)
     assert not server_allowed(PeerCredentials(1, 1001, 1001), socket_owner=1001, client_uid=1000)
     assert not server_allowed(PeerCredentials(1, 1001, 1001), socket_owner=1000, client_uid=1000)
 
@@ -338,3 +345,146 @@ def test_client_refuses_a_listener_of_another_uid(public_tmp: Path) -> None:
     finally:
         rogue.kill()
         rogue.wait()
+
+
+def test_default_socket_path_ignores_a_runtime_dir_of_another_user(tmp_path: Path) -> None:
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    owner = os.stat(runtime).st_uid
+    settings = {"XDG_RUNTIME_DIR": str(runtime)}
+    assert default_socket_path(settings, uid=owner) == runtime / "kms" / "unseal.sock"
+    # Left behind by `su` without `-` or `sudo -E`: someone else's directory is never used for our socket.
+    other = owner + 4242
+    assert default_socket_path(settings, uid=other) == Path("~/.tatumrc/run/unseal.sock").expanduser()
+    if os.geteuid() == 0:
+        os.chown(runtime, NOBODY, NOBODY)
+        assert default_socket_path(settings) == Path("/run/kms/unseal.sock")
+    (tmp_path / "file").write_text("")
+    assert default_socket_path({"XDG_RUNTIME_DIR": str(tmp_path / "file")}, uid=owner) != tmp_path / "file" / "kms"
+
+
+def test_unlock_delay_grows_and_is_bounded() -> None:
+    assert [delay_after(n) for n in range(1, 9)] == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0]
+    assert delay_after(10**6) == 60.0  # bounded, and no overflow
+
+
+def test_unlock_throttle_with_a_fake_clock() -> None:
+    now = [100.0]
+    throttle = UnlockThrottle(clock=lambda: now[0])
+    assert throttle.failed() == 0.0 and throttle.wait_left() == 0.0  # one typo costs nothing
+    assert throttle.failed() == 1.0 and throttle.wait_left() == 1.0
+    now[0] += 0.5
+    assert throttle.wait_left() == 0.5
+    now[0] += 0.5
+    assert throttle.wait_left() == 0.0
+    assert throttle.failed() == 2.0 and throttle.failures == 3
+    throttle.succeeded()
+    assert throttle.failures == 0 and throttle.wait_left() == 0.0 and throttle.failed() == 0.0
+
+
+def test_wrong_passwords_are_logged_counted_and_slowed(
+    sock_dir: Path, daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [0.0]
+    counted: list[int] = []
+    caplog.set_level("INFO", logger="kms.seal")
+    with SealedGate(
+        sock_dir / "s.sock",
+        daemon.verify,
+        throttle=UnlockThrottle(clock=lambda: now[0]),
+        on_wrong_password=lambda: counted.append(1),
+    ) as gate:
+        with pytest.raises(WrongPasswordError, match=r"^wrong password; still sealed$"):
+            unlock(gate.socket_path, SecretBuffer(b"guess-one"))
+        with pytest.raises(WrongPasswordError, match=r"^wrong password; still sealed; try again in 1s$"):
+            unlock(gate.socket_path, SecretBuffer(b"guess-two"))
+        # Inside the window even the right password is not checked (the store KDF does not run).
+        with pytest.raises(SealError, match="too many wrong passwords; try again in 1s"):
+            unlock(gate.socket_path, SecretBuffer(GOOD))
+        assert daemon.attempts == [b"guess-one", b"guess-two"] and gate.sealed
+        now[0] += 1.0
+        assert unlock(gate.socket_path, SecretBuffer(GOOD)) == "unsealed"
+    assert counted == [1, 1]
+    failures = [r.getMessage() for r in caplog.records if "unlock failed: wrong password" in r.getMessage()]
+    assert len(failures) == 2
+    assert all(f"from uid {os.geteuid()} pid {os.getpid()}" in line for line in failures)
+    assert any("throttled" in r.getMessage() for r in caplog.records)
+    assert not any(b"guess" in r.getMessage().encode() or b"staple" in r.getMessage().encode() for r in caplog.records)
+
+
+def test_a_broken_failure_counter_does_not_decide_the_unlock(sock_dir: Path, daemon: Daemon) -> None:
+    def broken() -> None:
+        raise RuntimeError("metrics down")
+
+    with SealedGate(sock_dir / "s.sock", daemon.verify, on_wrong_password=broken) as gate:
+        with pytest.raises(WrongPasswordError):
+            unlock(gate.socket_path, SecretBuffer(b"nope"))
+        assert unlock(gate.socket_path, SecretBuffer(GOOD)) == "unsealed"
+
+
+ROGUE_LISTENER_LOOP = textwrap.dedent(
+    """
+    import os, socket, sys
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o600); server.listen(4)
+    print("listening", flush=True)
+    while True:
+        conn, _ = server.accept()
+        conn.settimeout(2)
+        data = b""
+        try:
+            while len(data) < 5 + 28:
+                chunk = conn.recv(100)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        print("received", len(data), flush=True)
+        conn.close()
+    """
+)
+
+
+@ROOT_ONLY
+def test_root_unlock_ignores_a_runtime_dir_of_another_user(public_tmp: Path, tmp_path: Path) -> None:
+    """Issue: root's `kms unlock`, with XDG_RUNTIME_DIR left pointing at uid 65534's directory (su without -,
+    sudo -E), sent the password to a listener run by 65534."""
+    runtime = public_tmp / "xdg"
+    (runtime / "kms").mkdir(parents=True, mode=0o700)
+    os.chmod(runtime, 0o700)
+    for directory in (runtime, runtime / "kms"):
+        os.chown(directory, NOBODY, NOBODY)
+    path = runtime / "kms" / "unseal.sock"
+    rogue = subprocess.Popen(
+        [python_for_other_users(), "-c", ROGUE_LISTENER_LOOP, str(path)], user=NOBODY, stdout=subprocess.PIPE, text=True
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
+        "HOME": str(tmp_path),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "TATUM_KMS_PASSWORD": GOOD.decode(),
+    }
+
+    def kms_unlock(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kms", "unlock", "--backend", "env", *flags],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    try:
+        assert rogue.stdout is not None and rogue.stdout.readline().strip() == "listening"
+        by_default = kms_unlock()
+        # Root's own default place instead (nothing listens there in a test).
+        assert by_default.returncode != 0 and "/run/kms/unseal.sock" in by_default.stderr, by_default.stderr
+        named = kms_unlock("--socket", str(path))
+        assert named.returncode != 0 and f"owned by uid {NOBODY}" in named.stderr, named.stderr
+        # Told explicitly, root may unlock another user's daemon.
+        explicit = kms_unlock("--socket", str(path), "--peer-uid", str(NOBODY))
+        assert "the daemon closed the connection" in explicit.stderr, explicit.stderr
+    finally:
+        rogue.kill()
+        out, _ = rogue.communicate(timeout=10)
+    # One connection only, the explicit one: the two before it sent nothing.
+    assert out.splitlines() == [f"received {5 + len(GOOD)}"], out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from kms.daemon.model import DEFAULTS
+
 Handler = Callable[[argparse.Namespace], int]
 CommandFactory = Callable[[str, str, Handler], argparse.ArgumentParser]
 
@@ -36,7 +38,15 @@ def register(command: CommandFactory) -> None:
         "four-eye server (--externalUrl, mandatory on mainnet), sign locally and broadcast.",
         _lazy("kms.daemon.runner", "run"),
     )
-    _flag(p, "period", None, type=float, default=5.0, metavar="SECONDS", help="seconds between polls (default 5)")
+    _flag(
+        p,
+        "period",
+        None,
+        type=float,
+        default=DEFAULTS.period,
+        metavar="SECONDS",
+        help=f"seconds between polls (default {DEFAULTS.period:g})",
+    )
     _flag(p, "chain", None, metavar="CHAIN[,CHAIN...]", help="chains to poll (default: every supported chain)")
     _flag(
         p, "externalUrl", "external-url", metavar="URL", help="four-eye approval server: GET/POST URL/{id}; 2xx signs"
@@ -45,10 +55,10 @@ def register(command: CommandFactory) -> None:
         p,
         "externalUrlMethod",
         "external-url-method",
-        default="GET",
+        default=DEFAULTS.external_url_method,
         type=str.upper,
         choices=("GET", "POST"),
-        help="GET (default) or POST (the pending transaction as JSON)",
+        help=f"GET or POST (the pending transaction as JSON); default {DEFAULTS.external_url_method}",
     )
     _flag(p, "runOnce", "run-once", action="store_true", default=False, help="one poll cycle, then exit")
     _flag(p, "wallets", None, metavar="ID[,ID...]", help="with --runOnce: poll for these signatureIds only")
@@ -59,30 +69,56 @@ def register(command: CommandFactory) -> None:
         metavar="ID[,ID...]",
         help="with --runOnce: process only these pending transaction ids",
     )
-    _flag(p, "concurrency", None, type=int, default=16, metavar="N", help="transactions processed at once (default 16)")
+    _flag(
+        p,
+        "concurrency",
+        None,
+        type=int,
+        default=DEFAULTS.concurrency,
+        metavar="N",
+        help=f"transactions processed at once (default {DEFAULTS.concurrency}, at most {DEFAULTS.max_concurrency})",
+    )
     own = {"kebab_first": True}
+    _flag(
+        p,
+        "allowInsecureExternalUrl",
+        "allow-insecure-external-url",
+        **own,
+        action="store_true",
+        default=False,
+        help="accept a plain http:// --externalUrl to a non-loopback host on mainnet (anyone on the network path "
+        "could approve transactions)",
+    )
     _flag(
         p,
         "shutdownTimeout",
         "shutdown-timeout",
         **own,
         type=float,
-        default=20.0,
+        default=DEFAULTS.shutdown_timeout,
         metavar="SECONDS",
-        help="on SIGTERM/SIGINT, time allowed to finish in-flight work (default 20)",
+        help=f"on SIGTERM/SIGINT, time allowed to finish in-flight work (default {DEFAULTS.shutdown_timeout:g})",
     )
     _flag(
         p,
         "metricsAddress",
         "metrics-address",
         **own,
-        default="127.0.0.1",
+        default=DEFAULTS.metrics_address,
         metavar="HOST",
-        help="address of the /healthz /readyz /metrics listener (default 127.0.0.1)",
+        help=f"address of the /healthz /readyz /metrics listener (default {DEFAULTS.metrics_address})",
     )
     _flag(p, "metricsPort", "metrics-port", **own, type=int, metavar="PORT", help="serve /healthz /readyz /metrics")
     _flag(p, "auditLog", "audit-log", **own, metavar="FILE", help="append an audit record per signing decision")
-    _flag(p, "logFormat", "log-format", **own, choices=("text", "json"), default="text", help="log line format")
+    _flag(
+        p,
+        "logFormat",
+        "log-format",
+        **own,
+        choices=("text", "json"),
+        default=DEFAULTS.log_format,
+        help=f"log line format (default {DEFAULTS.log_format})",
+    )
     _flag(
         p,
         "sealed",
@@ -133,12 +169,34 @@ def register(command: CommandFactory) -> None:
     p = command(
         "unlock",
         "Unlock a daemon that started sealed: send the store password (from the chosen backend) to its socket.",
-        _lazy("kms.daemon.seal_commands", "unlock"),
+        _lazy("kms.cli.seal_commands", "unlock"),
     )
-    _flag(p, "socket", None, metavar="PATH", help="the daemon's unseal socket (default as the daemon's --socket)")
+    _socket_client_flags(p)
     p = command(
         "seal",
         "Seal a running daemon: it wipes its keys and stops signing until unlocked again.",
-        _lazy("kms.daemon.seal_commands", "seal"),
+        _lazy("kms.cli.seal_commands", "seal"),
     )
+    _socket_client_flags(p)
+
+
+def _socket_client_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "socket", None, metavar="PATH", help="the daemon's unseal socket (default as the daemon's --socket)")
+    _flag(
+        p,
+        "peerUid",
+        "peer-uid",
+        kebab_first=True,
+        type=uid,
+        metavar="UID",
+        help="the uid the daemon runs as, when not your own (by default the password goes only to a daemon of your "
+        "own uid, or root)",
+    )
+
+
+def uid(text: str) -> int:
+    """A numeric uid (argparse names it in its error)."""
+    value = int(text)
+    if not 0 <= value < 2**32 - 1:
+        raise ValueError(text)
+    return value

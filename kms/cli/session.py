@@ -1,50 +1,49 @@
-"""What every store-touching command needs: settings, the password provider, the opened store."""
+"""What every store-touching command needs, from its parsed flags: settings, the password provider, the opened store.
+
+The work is in kms.session (shared with the daemon); this module adds the command line's side: reading the flags off
+the namespace, and creating a store interactively (asking twice).
+"""
 
 from __future__ import annotations
 
-import os
 import sys
 from argparse import Namespace
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from backends import PasswordProvider, get_provider
-from backends.base import backend_from_flags
-from kms import settings as settings_mod
+from backends import PasswordProvider
+from kms import session
 from kms.errors import StoreError, UsageError
 from kms.hygiene import harden_process
-from kms.store import DEFAULT_STORE_PATH, KdfParams, WalletStore
+from kms.session import INSECURE_TEST_KDF_ENV, insecure_test_kdf
+from kms.store import KdfParams, WalletStore
 
-# Explicit opt-in for test suites and demos: a store made with a deliberately cheap KDF. Never the default.
-INSECURE_TEST_KDF_ENV = "KMS_INSECURE_TEST_KDF"
+__all__ = [
+    "INSECURE_TEST_KDF_ENV",
+    "backend_name",
+    "insecure_test_kdf",
+    "load_settings",
+    "open_store",
+    "password_provider",
+    "store_path",
+]
 
 
 def store_path(args: Namespace) -> Path:
-    given = getattr(args, "path", None)
-    return Path(given).expanduser() if given else DEFAULT_STORE_PATH
+    return session.store_path(session.SessionFlags.of(args))
 
 
 def load_settings(args: Namespace) -> Mapping[str, str]:
-    return settings_mod.load_settings(getattr(args, "envFile", None))
+    return session.load_settings(session.SessionFlags.of(args))
 
 
 def backend_name(args: Namespace, settings: Mapping[str, str]) -> str:
-    return backend_from_flags(
-        getattr(args, "backend", None),
-        vgs=bool(getattr(args, "vgs", False)),
-        azure=bool(getattr(args, "azure", False)),
-        aws=bool(getattr(args, "aws", False)),
-        settings=settings,
-    )
+    return session.backend_name(session.SessionFlags.of(args), settings)
 
 
 def password_provider(args: Namespace, settings: Mapping[str, str]) -> PasswordProvider:
-    return get_provider(backend_name(args, settings), settings)
-
-
-def insecure_test_kdf() -> bool:
-    return os.environ.get(INSECURE_TEST_KDF_ENV) == "1"
+    return session.password_provider(session.SessionFlags.of(args), settings)
 
 
 @contextmanager
@@ -54,7 +53,7 @@ def open_store(args: Namespace, *, create: bool = False) -> Iterator[WalletStore
     path = store_path(args)
     probe = WalletStore.probe(path)
     if probe == "missing" and not create:
-        raise StoreError(f"no wallet store at {path}; create one with generatemanagedwallet or storemanagedwallet")
+        raise StoreError(session.missing_store_message(path))
     weak = insecure_test_kdf()
     if weak and probe == "missing":
         sys.stderr.write(f"warning: {INSECURE_TEST_KDF_ENV}=1: creating a store with a deliberately weak KDF\n")

@@ -17,11 +17,12 @@ from urllib.parse import quote
 import httpx
 
 from kms.api import PendingTransaction
+from kms.daemon.model import DEFAULTS
 from kms.tatum.proxy import transport_for
 
 log = logging.getLogger("kms.daemon")
 
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = DEFAULTS.four_eye_timeout
 # 4xx answers that say nothing about the transaction: asking again later may get a real verdict.
 NOT_A_VERDICT = frozenset({401, 407, 408, 425, 429})
 

@@ -1,4 +1,4 @@
-"""What a daemon run is configured with, and what one cycle did."""
+"""What a daemon run is configured with (and its defaults, written once), and what one cycle did."""
 
 from __future__ import annotations
 
@@ -11,11 +11,33 @@ MAX_ERROR_TEXT = 1000
 
 
 @dataclass(frozen=True)
+class DaemonDefaults:
+    """Every default and bound of a daemon run. ``kms daemon``'s argparse defaults and help, the reading of the
+    settings (environment / env file) and ``DaemonConfig`` all take them from ``DEFAULTS``."""
+
+    period: float = 5.0
+    min_period: float = 0.05
+    concurrency: int = 16
+    max_concurrency: int = 256
+    external_url_method: str = "GET"
+    four_eye_timeout: float = 10.0
+    """TATUM_KMS_EXTERNAL_URL_TIMEOUT, seconds."""
+    shutdown_timeout: float = 20.0
+    metrics_address: str = "127.0.0.1"
+    log_format: str = "text"
+    log_level: str = "INFO"
+    """TATUM_KMS_LOG_LEVEL (TATUM_KMS_DEBUG_MODE=1 means DEBUG)."""
+
+
+DEFAULTS = DaemonDefaults()
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     chains: tuple[str, ...]
     testnet: bool
-    period: float = 5.0
-    concurrency: int = 16
+    period: float = DEFAULTS.period
+    concurrency: int = DEFAULTS.concurrency
     run_once: bool = False
     wallets: tuple[str, ...] | None = None
     """runOnce only: poll with these signatureIds (sent to every chain, as upstream) instead of the store's."""

@@ -1,4 +1,4 @@
-"""``kms daemon``: flags -> a running Daemon, its listeners, signals and the final wipe."""
+"""``kms daemon``: options -> a running Daemon, its listeners, signals and the final wipe."""
 
 from __future__ import annotations
 
@@ -6,155 +6,36 @@ import json
 import logging
 import os
 import sys
-from argparse import Namespace
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from kms.chains import supported_codes
-from kms.daemon.four_eye import DEFAULT_TIMEOUT as FOUR_EYE_TIMEOUT
+from backends import PasswordProvider
+from kms import session
 from kms.daemon.four_eye import FourEye
-from kms.daemon.loop import AuditSink, Daemon, DaemonConfig
-from kms.daemon.sealing import SealControl, StoreSlot, open_store_with
+from kms.daemon.loop import AuditSink, Daemon
+from kms.daemon.options import DaemonOptions, options_from_args
 from kms.daemon.shutdown import Shutdown
-from kms.errors import UsageError
 from kms.metrics import DaemonMetrics, Metrics, NullMetrics
-from kms.tatum.client import DEFAULT_API_URL, TatumClient
+from kms.seal.control import SealControl, StoreSlot
+from kms.tatum.client import TatumClient
 
 log = logging.getLogger("kms.daemon")
 
-DEFAULT_PERIOD = 5.0
-DEFAULT_CONCURRENCY = 16
-MAX_CONCURRENCY = 256
-DEFAULT_SHUTDOWN_TIMEOUT = 20.0
 
+@dataclass
+class _Run:
+    """What one daemon run holds; everything in ``stack`` is undone (keys wiped first) when it ends."""
 
-@dataclass(frozen=True)
-class DaemonOptions:
-    config: DaemonConfig
-    api_url: str
-    api_key: str
-    external_url: str | None
-    external_url_method: str
-    four_eye_timeout: float
-    shutdown_timeout: float
-    metrics_address: str
-    metrics_port: int | None
-    audit_log: str | None
-    log_format: str
-    testnet_type: str | None
-
-
-def _number(value: Any, flag: str, minimum: float, maximum: float | None = None) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{flag} must be a number") from None
-    if number != number or number < minimum or (maximum is not None and number > maximum):
-        bound = f" and at most {maximum:g}" if maximum is not None else ""
-        raise UsageError(f"{flag} must be at least {minimum:g}{bound}")
-    return number
-
-
-def _csv(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _check_url(url: str, flag: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"{flag} must be an http(s) URL")
-    if parts.username or parts.password:
-        raise UsageError(f"{flag} must not carry credentials")
-    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
-        # The pending id is appended as a path segment; after a query it would not reach the server as one.
-        raise UsageError(f"{flag} must not have a query or fragment")
-    return url.rstrip("/")
-
-
-def options_from_args(args: Namespace, settings: Mapping[str, str]) -> DaemonOptions:
-    testnet = bool(getattr(args, "testnet", False))
-    external_url = getattr(args, "externalUrl", None) or None
-    if not testnet and not external_url:
-        # Upstream (meow isRequired): the four-eye server is mandatory on mainnet.
-        raise UsageError("--externalUrl is required in daemon mode on mainnet (without --testnet)")
-    method = str(getattr(args, "externalUrlMethod", None) or "GET").upper()
-    if method not in ("GET", "POST"):
-        raise UsageError("--externalUrlMethod must be GET or POST")
-    run_once = bool(getattr(args, "runOnce", False))
-    wallets = _csv(getattr(args, "wallets", None))
-    transaction_ids = _csv(getattr(args, "transactionIds", None))
-    if not run_once and (wallets is not None or transaction_ids is not None):
-        raise UsageError("--wallets and --transactionIds apply only with --runOnce")
-    if wallets is not None and not wallets:
-        raise UsageError("--wallets names no wallet")
-    if transaction_ids is not None and not transaction_ids:
-        raise UsageError("--transactionIds names no transaction")
-    api_key = (getattr(args, "apiKey", None) or settings.get("TATUM_API_KEY") or "").strip()
-    if not api_key:
-        raise UsageError("no Tatum API key: set TATUM_API_KEY (env or --envFile) or pass --apiKey")
-    api_url = _check_url((settings.get("TATUM_API_URL") or DEFAULT_API_URL).strip(), "TATUM_API_URL")
-    metrics_port = getattr(args, "metricsPort", None)
-    config = DaemonConfig(
-        chains=parse_chain_list(getattr(args, "chain", None), supported_codes()),
-        testnet=testnet,
-        period=_number(getattr(args, "period", DEFAULT_PERIOD), "--period", 0.05),
-        concurrency=int(
-            _number(getattr(args, "concurrency", DEFAULT_CONCURRENCY), "--concurrency", 1, MAX_CONCURRENCY)
-        ),
-        run_once=run_once,
-        wallets=tuple(wallets) if wallets is not None else None,
-        transaction_ids=frozenset(transaction_ids) if transaction_ids is not None else None,
-    )
-    return DaemonOptions(
-        config=config,
-        api_url=api_url,
-        api_key=api_key,
-        external_url=_check_url(external_url, "--externalUrl") if external_url else None,
-        external_url_method=method,
-        four_eye_timeout=_number(
-            settings.get("TATUM_KMS_EXTERNAL_URL_TIMEOUT") or FOUR_EYE_TIMEOUT, "TATUM_KMS_EXTERNAL_URL_TIMEOUT", 0.1
-        ),
-        shutdown_timeout=_number(
-            getattr(args, "shutdownTimeout", None) or DEFAULT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", 0
-        ),
-        metrics_address=getattr(args, "metricsAddress", None) or "127.0.0.1",
-        metrics_port=int(_number(metrics_port, "--metrics-port", 0, 65535)) if metrics_port is not None else None,
-        audit_log=getattr(args, "auditLog", None),
-        log_format=getattr(args, "logFormat", None) or "text",
-        testnet_type=settings.get("TESTNET_TYPE") or None,
-    )
-
-
-def parse_chain_list(text: str | None, supported: Sequence[str]) -> tuple[str, ...]:
-    """``--chain ETH,BTC`` (case-insensitive, duplicates dropped); every supported chain when not given."""
-    if text is None or not text.strip():
-        return tuple(supported)
-    chosen: list[str] = []
-    for part in text.split(","):
-        code = part.strip().upper()
-        if not code:
-            continue
-        if code not in supported:
-            raise UsageError(f"Unsupported chain '{part.strip()}'. Supported: {', '.join(supported)}")
-        if code not in chosen:
-            chosen.append(code)
-    if not chosen:
-        raise UsageError("--chain names no chain")
-    return tuple(chosen)
-
-
-def _log_level(settings: Mapping[str, str]) -> str:
-    level = settings.get("TATUM_KMS_LOG_LEVEL")
-    if level:
-        return level
-    debug = (settings.get("TATUM_KMS_DEBUG_MODE") or "").strip().lower()
-    return "DEBUG" if debug in ("1", "true") else "INFO"
+    options: DaemonOptions
+    settings: Mapping[str, str]
+    metrics: Metrics
+    shutdown: Shutdown
+    slot: StoreSlot
+    control: SealControl
+    stack: ExitStack
 
 
 @contextmanager
@@ -183,99 +64,135 @@ def _has_terminal() -> bool:
     return True
 
 
-def run(args: Namespace) -> int:
+def run(args: object) -> int:
+    """Run the daemon for a parsed ``kms daemon`` command line."""
+    flags = session.SessionFlags.of(args)
+    settings = session.load_settings(flags)
+    return serve(options_from_args(args, settings), flags, settings)
+
+
+def serve(options: DaemonOptions, flags: session.SessionFlags, settings: Mapping[str, str]) -> int:
+    """Run the daemon until it is stopped (or, with runOnce, for one cycle); the keys are wiped before it returns."""
     from kms import logs
-    from kms.cli import session
     from kms.hygiene import harden_process
 
-    settings = session.load_settings(args)
-    options = options_from_args(args, settings)
-    logs.configure(options.log_format, _log_level(settings))
+    logs.configure(options.log_format, options.log_level)
     logs.register_api_key(options.api_key)
     logs.register_configured_secrets(settings)
     harden_process()
-    provider = session.password_provider(args, settings)
+    provider = session.password_provider(flags, settings)
     # An interactive provider with no terminal to ask on (a pod, a service): start sealed and wait for `kms unlock`.
-    sealed_start = bool(getattr(args, "sealed", False)) or (
-        bool(getattr(provider, "interactive", False)) and not _has_terminal()
-    )
-    socket_flag = getattr(args, "socket", None)
+    sealed_start = options.sealed or (bool(getattr(provider, "interactive", False)) and not _has_terminal())
     metrics: Metrics = DaemonMetrics() if options.metrics_port is not None else NullMetrics()
-    shutdown = Shutdown(options.shutdown_timeout)
     slot = StoreSlot()
-    control = SealControl(slot, session.store_path(args), session.insecure_test_kdf(), metrics)
+    control = SealControl(slot, session.store_path(flags), session.insecure_test_kdf(), metrics)
     with ExitStack() as stack:
         stack.callback(slot.release)
-        if not sealed_start:
-            with provider.fetch() as password:
-                control.install(open_store_with(control.path, password, control.allow_weak_kdf))
-        metrics.set_sealed(sealed_start)
-        client = TatumClient(
-            options.api_url,
-            options.api_key,
-            max_connections=options.config.concurrency + len(options.config.chains) + 4,
-            testnet_type=options.testnet_type,
-            cancel=shutdown.hard,
-        )
-        stack.callback(client.close)
-        four_eye = None
-        if options.external_url:
-            four_eye = FourEye(
-                options.external_url,
-                options.external_url_method,
-                timeout=options.four_eye_timeout,
-                max_connections=options.config.concurrency + 4,
-            )
-            stack.callback(four_eye.close)
-        audit = stack.enter_context(_audit_sink(options.audit_log, settings))
-        daemon = Daemon(
-            options.config,
-            slot,
-            client,
-            four_eye=four_eye,
-            lookups=_evm_lookups(client, options),
-            metrics=metrics,
-            audit=audit,
-            stop=shutdown.stop,
-            seal=control,
-        )
-        control.bind_cycle_lock(lambda: daemon.cycle_lock)
-        if sealed_start or socket_flag:
-            from kms.seal import SealedGate, default_socket_path
-
-            socket_path = Path(socket_flag).expanduser() if socket_flag else default_socket_path(settings)
-            gate = SealedGate(socket_path, control.verify, control.seal, sealed=sealed_start)
-            gate.start()
-            stack.callback(gate.close)
-            if sealed_start:
-                log.warning("sealed: waiting for the store password; run: kms unlock --socket %s", socket_path)
-        if options.metrics_port is not None:
-            from kms.health import HealthServer
-
-            health = HealthServer(
-                options.metrics_address,
-                options.metrics_port,
-                metrics,  # type: ignore[arg-type]
-                is_ready=daemon.ready,
-            ).start()
-            stack.callback(health.stop)
+        running = _Run(options, settings, metrics, Shutdown(options.shutdown_timeout), slot, control, stack)
+        _open_store(running, provider, sealed_start)
+        daemon = _build_daemon(running)
+        _start_gate(running, sealed_start)
+        _start_health(running, daemon)
         daemon.warm_up()
         _announce(options)
-        shutdown.install()
-        stack.callback(shutdown.restore)
-        finished = shutdown.run(daemon.run_forever)
-        if not finished:
-            # Workers are stuck in network calls past the deadline: wipe the keys, then leave without joining them.
-            slot.release()
-            log.info("stopped; secrets wiped")
-            logging.shutdown()
-            os._exit(0)
-        daemon.close()
-        if options.config.run_once and daemon.last_report is not None:
-            sys.stdout.write(json.dumps(daemon.last_report.summary()) + "\n")
-            sys.stdout.flush()
+        _run_until_stopped(running, daemon)
     log.info("stopped; secrets wiped")
     return 0
+
+
+def _open_store(running: _Run, provider: PasswordProvider, sealed_start: bool) -> None:
+    control = running.control
+    if not sealed_start:
+        with provider.fetch() as password:
+            control.install(session.open_existing_store(control.path, password, control.allow_weak_kdf))
+    running.metrics.set_sealed(sealed_start)
+
+
+def _build_daemon(running: _Run) -> Daemon:
+    options, stack = running.options, running.stack
+    config = options.config
+    client = TatumClient(
+        options.api_url,
+        options.api_key,
+        max_connections=config.concurrency + len(config.chains) + 4,
+        testnet_type=options.testnet_type,
+        cancel=running.shutdown.hard,
+    )
+    stack.callback(client.close)
+    four_eye = None
+    if options.external_url:
+        four_eye = FourEye(
+            options.external_url,
+            options.external_url_method,
+            timeout=options.four_eye_timeout,
+            max_connections=config.concurrency + 4,
+        )
+        stack.callback(four_eye.close)
+    daemon = Daemon(
+        config,
+        running.slot,
+        client,
+        four_eye=four_eye,
+        lookups=_evm_lookups(client, options),
+        metrics=running.metrics,
+        audit=stack.enter_context(_audit_sink(options.audit_log, running.settings)),
+        stop=running.shutdown.stop,
+        seal=running.control,
+    )
+    running.control.bind_cycle_lock(lambda: daemon.cycle_lock)
+    return daemon
+
+
+def _start_gate(running: _Run, sealed_start: bool) -> None:
+    """Serve the unseal socket when starting sealed, or when --socket asks for it (so that 'kms seal' works)."""
+    if not (sealed_start or running.options.socket):
+        return
+    from kms.seal import SealedGate, default_socket_path
+
+    control = running.control
+    socket_path = running.options.socket or default_socket_path(running.settings)
+    gate = SealedGate(
+        socket_path,
+        control.verify,
+        control.seal,
+        sealed=sealed_start,
+        on_wrong_password=running.metrics.unlock_failed,
+    )
+    gate.start()
+    running.stack.callback(gate.close)
+    if sealed_start:
+        log.warning("sealed: waiting for the store password; run: kms unlock --socket %s", socket_path)
+
+
+def _start_health(running: _Run, daemon: Daemon) -> None:
+    options = running.options
+    if options.metrics_port is None:
+        return
+    from kms.health import HealthServer
+
+    health = HealthServer(
+        options.metrics_address,
+        options.metrics_port,
+        running.metrics,  # type: ignore[arg-type]
+        is_ready=daemon.ready,
+    ).start()
+    running.stack.callback(health.stop)
+
+
+def _run_until_stopped(running: _Run, daemon: Daemon) -> None:
+    shutdown = running.shutdown
+    shutdown.install()
+    running.stack.callback(shutdown.restore)
+    if not shutdown.run(daemon.run_forever):
+        # Workers are stuck in network calls past the deadline: wipe the keys, then leave without joining them.
+        running.slot.release()
+        log.info("stopped; secrets wiped")
+        logging.shutdown()
+        os._exit(0)
+    daemon.close()
+    if running.options.config.run_once and daemon.last_report is not None:
+        sys.stdout.write(json.dumps(daemon.last_report.summary()) + "\n")
+        sys.stdout.flush()
 
 
 def _evm_lookups(client: TatumClient, options: DaemonOptions) -> Any:

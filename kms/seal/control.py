@@ -1,8 +1,9 @@
-"""The daemon's store behind a seal: empty until unlocked, emptied (keys wiped) when sealed again.
+"""The daemon-side state of a seal: the store, empty until unlocked, emptied (keys wiped) when sealed again.
 
 A daemon starts sealed when its password would come from the prompt backend and there is no terminal (or with
-``--sealed``): it serves kms.seal's unseal socket and signs nothing until ``kms unlock`` sends a password that opens
-the store. ``kms seal`` waits for the running cycle to end, closes the store (wiping its keys) and seals again.
+``--sealed``): it serves the unseal socket (kms.seal.gate) and signs nothing until ``kms unlock`` sends a password
+that opens the store. ``kms seal`` waits for the running cycle to end, closes the store (wiping its keys) and seals
+again.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 from kms.errors import KmsError, StoreError
 from kms.hygiene import SecretBuffer
 from kms.metrics import Metrics
+from kms.session import open_existing_store
 from kms.store import StoredWallet, WalletStore
-from kms.store.errors import StoreMissingError
 from kms.store.journal import JournalEntry
 
 log = logging.getLogger("kms.daemon")
@@ -79,18 +80,8 @@ class StoreSlot:
         self.release()
 
 
-def open_store_with(path: Path, password: SecretBuffer, allow_weak_kdf: bool) -> WalletStore:
-    """Open an existing store (never create one here); raises WrongPasswordError on a wrong password."""
-    try:
-        return WalletStore.open(path, password, create=False, allow_weak_kdf=allow_weak_kdf)
-    except StoreMissingError:
-        raise StoreError(
-            f"no wallet store at {path}; create one with generatemanagedwallet or storemanagedwallet"
-        ) from None
-
-
 class SealControl:
-    """Joins kms.seal's gate, the store slot and the daemon: what the loop waits on, what the gate calls."""
+    """Joins the gate, the store slot and the daemon: what the loop waits on, what the gate calls."""
 
     def __init__(
         self,
@@ -122,7 +113,7 @@ class SealControl:
     # -- what the gate calls -------------------------------------------------------------------------------------
 
     def verify(self, password: SecretBuffer) -> bool:
-        store = open_store_with(self.path, password, self.allow_weak_kdf)
+        store = open_existing_store(self.path, password, self.allow_weak_kdf)
         self.install(store)
         log.info("unsealed: the store is open; signing resumes")
         return True

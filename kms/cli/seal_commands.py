@@ -1,4 +1,4 @@
-"""``kms unlock`` and ``kms seal``: the operator's end of a daemon's unseal socket (kms.seal)."""
+"""``kms unlock`` and ``kms seal``: the operator's end of a daemon's unseal socket (kms.seal.client)."""
 
 from __future__ import annotations
 
@@ -17,17 +17,17 @@ def _socket_path(args: Namespace) -> Path:
 
 def unlock(args: Namespace) -> int:
     """The password comes from the chosen backend (a no-echo prompt by default) and goes straight to the socket."""
-    from kms import seal
+    from kms.seal import unlock as send_password
 
     path = _socket_path(args)
     provider = session.password_provider(args, session.load_settings(args))
-    message = seal.unlock(path, provider.fetch())  # wipes the buffer
+    message = send_password(path, provider.fetch(), peer_uid=getattr(args, "peerUid", None))  # wipes the buffer
     output.emit({"status": message})
     return 0
 
 
 def seal(args: Namespace) -> int:
-    from kms import seal as seal_module
+    from kms.seal import seal as ask_to_seal
 
-    output.emit({"status": seal_module.seal(_socket_path(args))})
+    output.emit({"status": ask_to_seal(_socket_path(args), peer_uid=getattr(args, "peerUid", None))})
     return 0
