@@ -33,7 +33,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag or argument is one JSON error line on stderr like every other error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        output.error(f"{message} (see 'kms --help')")
+        # A subcommand's parser is named "kms COMMAND": point at that command's own help.
+        output.error(f"{message} (see '{self.prog} --help')")
         raise SystemExit(2)
 
 
@@ -45,6 +46,14 @@ def _common_flags() -> argparse.ArgumentParser:
         "--testnet", action="store_true", default=s, help="use the chain's testnet (mainnet by default)"
     )
     common.add_argument("--path", default=s, metavar="FILE", help="wallet store file (default ~/.tatumrc/wallet.dat)")
+    common.add_argument(
+        "--create-dirs",
+        "--createDirs",
+        dest="create_dirs",
+        action="store_true",
+        default=s,
+        help="a new store may create the missing directories of --path (~/.tatumrc is always created)",
+    )
     common.add_argument(
         "--envFile",
         "--env-file",
@@ -197,7 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = getattr(args, "command", None)
+        parser.prog = f"kms {command}" if command else "kms"  # the help that lists this command's flags
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

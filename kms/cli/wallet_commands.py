@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from argparse import Namespace
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -13,11 +14,13 @@ from kms.api import MAX_INDEX
 from kms.chains import get_chain
 from kms.chains.base import Chain
 from kms.cli import output
+from kms.cli.new_store import REPEAT_PASSWORD_PROMPT
 from kms.cli.progress import Progress
 from kms.cli.session import backend_name, load_settings, open_store, store_path
 from kms.errors import KmsError, UsageError, WalletKindError, WalletNotFoundError
 from kms.hygiene import hardening_status
 from kms.masking import mask_api_key, mask_secret
+from kms.passwords import PASSWORD_RULE, check_new_password
 from kms.store import MAX_WALLETS_PER_CHAIN, StoredWallet, WalletStore
 from kms.terminal import read_secret
 
@@ -69,7 +72,10 @@ def storemanagedwallet(args: Namespace) -> int:
         raise WalletKindError(f"{chain.code} has no mnemonic wallets; use storemanagedprivatekey")
     # Checked before the store is opened: a bad mnemonic must not leave a new, empty store behind.
     with read_secret("Enter mnemonic to store: ") as mnemonic:
-        wallet = chain.wallet_from_mnemonic(" ".join(mnemonic.text().split()), testnet)
+        words = " ".join(mnemonic.text().split())
+        if not words:
+            raise UsageError("no mnemonic given; nothing was stored")
+        wallet = chain.wallet_from_mnemonic(words, testnet)
     with open_store(args, create=True) as store:
         signature_id = store.add(chain.code, testnet, wallet)
     output.emit(_store_summary(signature_id, wallet))
@@ -81,6 +87,8 @@ def storemanagedprivatekey(args: Namespace) -> int:
     testnet = _testnet(args)
     with read_secret("Enter private key to store: ") as key:
         text = key.text().strip()
+    if not text:
+        raise UsageError("no key given; nothing was stored")
     chain.validate_private_key(text, testnet)
     with open_store(args, create=True) as store:
         signature_id = store.add(chain.code, testnet, {"privateKey": text})
@@ -303,12 +311,16 @@ def _report_wallet(wallet: StoredWallet) -> dict[str, object]:
 
 def passwd(args: Namespace) -> int:
     with open_store(args) as store:
+        at_terminal = os.isatty(0)
+        if at_terminal:
+            sys.stderr.write(f"kms: the new password needs {PASSWORD_RULE}\n")
+            sys.stderr.flush()
+        # Without a terminal the new password is the first line of standard input (documented in --help).
         new = read_secret("New password: ")
         with new:
-            if len(new) < 8:
-                raise UsageError("the new password must have at least 8 characters; nothing was changed")
-            if os.isatty(0):
-                with read_secret("Repeat new password: ") as again:
+            check_new_password(new, "nothing was changed")
+            if at_terminal:
+                with read_secret(REPEAT_PASSWORD_PROMPT) as again:
                     if again != new:
                         raise UsageError("the two new passwords differ; nothing was changed")
             # A fresh data key too: a copy of the file taken earlier, opened with the old password, must not decrypt
