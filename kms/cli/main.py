@@ -10,6 +10,7 @@ from kms import __version__
 from kms.cli import output
 from kms.errors import KmsError
 from kms.hygiene import harden_process
+from kms.passwords import PASSWORD_RULE
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -177,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("signatureIds", metavar="ID[,ID...]", nargs="?", default="")
     command(
         "passwd",
-        "Change the store password (the data key is re-wrapped atomically; the old password stops working).",
+        "Change the store password (the data key is re-wrapped atomically; the old password stops working). The "
+        "current password comes from the chosen backend. The new one needs " + PASSWORD_RULE + "; at a terminal it "
+        "is asked twice with no echo, without a terminal it is the first line of standard input "
+        "(e.g. kms passwd < new-password-file).",
         _lazy(wallets, "passwd"),
     )
     p = command(
