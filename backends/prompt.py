@@ -10,6 +10,9 @@ from kms.errors import ProviderError
 from kms.hygiene import SecretBuffer
 from kms.terminal import read_secret_line
 
+SETTINGS: tuple[str, ...] = ()
+"""The settings this backend reads (checkconfig shows them; the README documents them): none."""
+
 DEFAULT_PROMPT = "Enter password to access wallet store: "
 
 

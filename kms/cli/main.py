@@ -167,11 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("signatureId", metavar="SIGNATURE_ID")
     p.add_argument("index", metavar="INDEX", help="0 to 2147483647")
     command("export", "Print every stored wallet (secrets included) as upstream's JSON.", _lazy(wallets, "export"))
-    command(
+    p = command(
         "checkconfig",
-        "Show the configuration in force (secrets masked) and the process hardening.",
-        _lazy(wallets, "checkconfig"),
+        "Show the configuration in force as JSON: the store (type, path), the password backend and its settings, "
+        "the other settings, the process hardening. Only secrets are masked.",
+        _lazy("kms.cli.checkconfig", "checkconfig"),
     )
+    p.add_argument("--table", action="store_true", help="upstream's text table instead of JSON")
     p = command(
         "report", "Report on wallets (type, chain, testnet, warnings) and the system.", _lazy(wallets, "report")
     )

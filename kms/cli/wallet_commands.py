@@ -14,14 +14,15 @@ from kms.api import MAX_INDEX
 from kms.chains import get_chain
 from kms.chains.base import Chain
 from kms.cli import output
+from kms.cli.checkconfig import STORE_TYPE
 from kms.cli.new_store import REPEAT_PASSWORD_PROMPT
 from kms.cli.progress import Progress
 from kms.cli.session import backend_name, load_settings, open_store, store_path
 from kms.errors import KmsError, UsageError, WalletKindError, WalletNotFoundError
 from kms.hygiene import hardening_status
-from kms.masking import mask_api_key, mask_secret
+from kms.masking import mask_api_key
 from kms.passwords import PASSWORD_RULE, check_new_password
-from kms.store import MAX_WALLETS_PER_CHAIN, StoredWallet, WalletStore
+from kms.store import MAX_WALLETS_PER_CHAIN, StoredWallet
 from kms.terminal import read_secret
 
 
@@ -183,61 +184,6 @@ def export(args: Namespace) -> int:
     return 0
 
 
-_STORE_TYPE = {"prompt": "LOCAL", "env": "LOCAL", "vgs": "VGS", "azure": "AZURE", "aws": "AWS", "vault": "VAULT"}
-
-
-def checkconfig(args: Namespace) -> int:
-    settings = load_settings(args)
-    path = store_path(args)
-    backend = backend_name(args, settings)
-    hardening = hardening_status()
-    env_file = getattr(args, "envFile", None) or "N/A"
-    rows: list[tuple[str, str]] = [
-        ("Version", __version__),
-        ("Wallet file path", str(path)),
-        ("Wallet exists", str(path.exists()).lower()),
-        ("Wallet store format", WalletStore.probe(path)),
-        ("Wallet store type", _STORE_TYPE.get(backend, backend.upper())),
-        ("Password backend", backend),
-        ("Environment vars file", env_file),
-        ("TATUM_API_KEY", mask_api_key(getattr(args, "apiKey", None) or settings.get("TATUM_API_KEY"))),
-        ("TATUM_API_URL", settings.get("TATUM_API_URL", "N/A")),
-    ]
-    for name in (
-        "TATUM_KMS_PASSWORD",
-        "TATUM_KMS_PASSWORD_FILE",
-        "TATUM_KMS_VGS_ALIAS",
-        "TATUM_KMS_VGS_USERNAME",
-        "TATUM_KMS_VGS_PASSWORD",
-        "TATUM_KMS_AZURE_SECRETVERSION",
-        "TATUM_KMS_AZURE_SECRETNAME",
-        "TATUM_KMS_AZURE_VAULTURL",
-        "TATUM_KMS_AWS_REGION",
-        "TATUM_KMS_AWS_ACCESS_KEY_ID",
-        "TATUM_KMS_AWS_SECRET_ACCESS_KEY",
-        "TATUM_KMS_AWS_SECRET_NAME",
-        "TATUM_KMS_AWS_SECRET_KEY",
-        "TATUM_KMS_VAULT_ADDR",
-        "TATUM_KMS_VAULT_TOKEN",
-    ):
-        value = settings.get(name)
-        shown = value if name in _PLAIN_SETTINGS and value else mask_secret(value)
-        rows.append((name, shown))
-    rows += [
-        ("Core dumps disabled", str(hardening.core_dumps_disabled).lower()),
-        ("Process not dumpable", str(hardening.not_dumpable).lower()),
-        ("Secret memory lockable (mlock)", str(hardening.mlock_available).lower()),
-    ]
-    width = max(len(name) for name, _ in rows) + 1
-    for name, value in rows:
-        print(f"{name.ljust(width)}: {value}")
-    return 0
-
-
-# Non-secret locations, shown in full (upstream shows the AWS region too).
-_PLAIN_SETTINGS = {"TATUM_KMS_AWS_REGION", "TATUM_KMS_PASSWORD_FILE", "TATUM_KMS_VAULT_ADDR"}
-
-
 def report(args: Namespace) -> int:
     ids = [part.strip() for part in (args.signatureIds or "").split(",") if part.strip()]
     settings = load_settings(args)
@@ -263,11 +209,9 @@ def report(args: Namespace) -> int:
             "kmsVersion": __version__,
             "pythonVersion": platform.python_version(),
             "platform": platform.platform(terse=True),
-            "store": {
-                "type": _STORE_TYPE.get(backend_name(args, settings), "N/A"),
-                "exists": path.exists(),
-                "path": str(path),
-            },
+            # The store is a local file whatever holds its password (upstream named the password source here).
+            "store": {"type": STORE_TYPE, "exists": path.exists(), "path": str(path)},
+            "passwordBackend": backend_name(args, settings),
             "hardening": hardening.as_dict(),
         },
         "wallets": wallets,
