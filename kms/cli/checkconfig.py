@@ -102,14 +102,16 @@ def _env_file(settings: Mapping[str, str]) -> str | None:
 
 def checkconfig(args: Namespace) -> int:
     if getattr(args, "table", False):
-        for name, value in table_rows(args):
-            print(f"{name.ljust(_TABLE_WIDTH)}: {'N/A' if value is None else value}")
+        rows = table_rows(args)
+        width = max(_TABLE_WIDTH, *(len(name) + 1 for name, _ in rows))
+        for name, value in rows:
+            print(f"{name.ljust(width)}: {'N/A' if value is None else value}")
     else:
         output.emit(configuration(args))
     return 0
 
 
-_TABLE_WIDTH = 33  # upstream's label column
+_TABLE_WIDTH = 33  # upstream's label column (wider only when a longer name must fit)
 
 
 def table_rows(args: Namespace) -> list[tuple[str, object]]:
