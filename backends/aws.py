@@ -16,6 +16,25 @@ from backends.retry import RetryPolicy, default_timeout
 from kms.errors import ProviderError, TransientProviderError
 from kms.hygiene import SecretBuffer
 
+SETTINGS: tuple[str, ...] = (
+    "TATUM_KMS_AWS_SECRET_NAME",
+    "TATUM_KMS_AWS_SECRET_KEY",
+    "TATUM_KMS_AWS_REGION",
+    "TATUM_KMS_AWS_ACCESS_KEY_ID",
+    "TATUM_KMS_AWS_SECRET_ACCESS_KEY",
+    "TATUM_KMS_AWS_SESSION_TOKEN",
+    # Read by boto3 itself: region, endpoint, and the default credential chain (IRSA, Pod Identity, profiles).
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "AWS_CA_BUNDLE",
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+"""The settings this backend reads (checkconfig shows them; the README documents them)."""
 NAME = "aws"
 _TRANSIENT_CODES = frozenset(
     {

@@ -16,6 +16,19 @@ from backends.retry import RetryPolicy, default_timeout
 from kms.errors import ProviderError, TransientProviderError
 from kms.hygiene import SecretBuffer
 
+SETTINGS: tuple[str, ...] = (
+    "TATUM_KMS_AZURE_VAULTURL",
+    "TATUM_KMS_AZURE_SECRETNAME",
+    "TATUM_KMS_AZURE_SECRETVERSION",
+    # Read by the Azure SDK itself (DefaultAzureCredential): who kms is, and which cloud.
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_TOKEN_CREDENTIALS",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_CLIENT_SECRET",
+)
+"""The settings this backend reads (checkconfig shows them; the README documents them)."""
 NAME = "azure"
 
 

@@ -73,6 +73,15 @@ def get_provider(name: str, settings: Settings) -> PasswordProvider:
     return provider
 
 
+def backend_settings(name: str) -> tuple[str, ...]:
+    """The settings the built-in backend ``name`` reads (its module's SETTINGS); a plug-in declares none here."""
+    key = name.strip().lower()
+    if key not in _BUILTINS:
+        return ()
+    names: tuple[str, ...] = importlib.import_module(_BUILTINS[key].split(":")[0]).SETTINGS
+    return names
+
+
 def backend_from_flags(
     backend: str | None,
     vgs: bool = False,
@@ -193,6 +202,7 @@ __all__ = [
     "Settings",
     "available_providers",
     "backend_from_flags",
+    "backend_settings",
     "checked_base_url",
     "export_sdk_settings",
     "float_setting",

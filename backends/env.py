@@ -14,6 +14,8 @@ from kms.errors import ProviderError
 from kms.hygiene import SecretBuffer, zero_bytearray
 from kms.settings import private_file_problem
 
+SETTINGS: tuple[str, ...] = ("TATUM_KMS_PASSWORD", "TATUM_KMS_PASSWORD_FILE", "CREDENTIALS_DIRECTORY")
+"""The settings this backend reads (checkconfig shows them; the README documents them)."""
 MAX_PASSWORD_FILE = 64 * 1024
 
 

@@ -10,6 +10,9 @@ from kms.errors import ProviderError
 from kms.hygiene import SecretBuffer
 from kms.terminal import read_secret_line
 
+SETTINGS: tuple[str, ...] = ()
+"""The settings this backend reads (checkconfig shows them; the README documents them): none."""
+
 DEFAULT_PROMPT = "Enter password to access wallet store: "
 
 
@@ -21,6 +24,10 @@ class PromptProvider:
         self._prompt = prompt
 
     def fetch(self) -> SecretBuffer:
+        return self.ask(self._prompt)
+
+    def ask(self, prompt: str) -> SecretBuffer:
+        """The password typed after ``prompt`` (a new store asks for it, then to repeat it, in other words)."""
         try:
             fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError:
@@ -32,7 +39,7 @@ class PromptProvider:
                 "or start the daemon sealed and run 'kms unlock'"
             )
         try:
-            secret = read_secret_line(self._prompt, fd if fd >= 0 else sys.stdin.fileno())
+            secret = read_secret_line(prompt, fd if fd >= 0 else sys.stdin.fileno())
         finally:
             if fd >= 0:
                 os.close(fd)

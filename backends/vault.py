@@ -14,6 +14,27 @@ from backends.retry import RetryPolicy, default_timeout
 from kms.errors import ProviderError, TransientProviderError, UsageError
 from kms.hygiene import SecretBuffer
 
+SETTINGS: tuple[str, ...] = (
+    "TATUM_KMS_VAULT_ADDR",
+    "VAULT_ADDR",
+    "TATUM_KMS_VAULT_NAMESPACE",
+    "VAULT_NAMESPACE",
+    "TATUM_KMS_VAULT_CACERT",
+    "VAULT_CACERT",
+    "TATUM_KMS_VAULT_AUTH",
+    "TATUM_KMS_VAULT_AUTH_MOUNT",
+    "TATUM_KMS_VAULT_K8S_ROLE",
+    "TATUM_KMS_VAULT_K8S_JWT_PATH",
+    "TATUM_KMS_VAULT_ROLE_ID",
+    "TATUM_KMS_VAULT_SECRET_ID",
+    "TATUM_KMS_VAULT_TOKEN",
+    "VAULT_TOKEN",
+    "TATUM_KMS_VAULT_MOUNT",
+    "TATUM_KMS_VAULT_PATH",
+    "TATUM_KMS_VAULT_KEY",
+    "TATUM_KMS_VAULT_KV_VERSION",
+)
+"""The settings this backend reads (checkconfig shows them; the README documents them)."""
 NAME = "vault"
 DEFAULT_K8S_JWT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 AUTH_METHODS = ("token", "approle", "kubernetes")

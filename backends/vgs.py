@@ -17,6 +17,14 @@ from backends.retry import RetryPolicy, default_timeout
 from kms.errors import ProviderError, TransientProviderError
 from kms.hygiene import SecretBuffer
 
+SETTINGS: tuple[str, ...] = (
+    "TATUM_KMS_VGS_URL",
+    "TATUM_KMS_VGS_CACERT",
+    "TATUM_KMS_VGS_ALIAS",
+    "TATUM_KMS_VGS_USERNAME",
+    "TATUM_KMS_VGS_PASSWORD",
+)
+"""The settings this backend reads (checkconfig shows them; the README documents them)."""
 DEFAULT_VGS_URL = "https://api.live.verygoodvault.com"
 NAME = "vgs"
 

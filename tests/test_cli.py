@@ -223,7 +223,7 @@ def test_checkconfig_masks_secrets(home: Path) -> None:
     assert PASSWORD not in result.stdout and PASSWORD[:6] not in result.stdout
     assert api_key not in result.stdout
     assert "abcdef" + "*" * (len(api_key) - 12) + "klmnop" in result.stdout
-    assert "Core dumps disabled" in result.stdout
+    assert result.json()["hardening"]["coreDumpsDisabled"] is True
 
 
 def test_report(home: Path) -> None:

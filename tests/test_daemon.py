@@ -197,7 +197,8 @@ def test_malformed_responses_are_skipped_and_the_loop_goes_on(
 ) -> None:
     world = World(tmp_path, sandbox)
     sid, address = world.wallets[0]
-    admin.enqueue([eth_pending("good-1", sid), {"id": "broken-1", "chain": "ETH", "hashes": [sid]}])
+    admin.enqueue(eth_pending("good-1", sid))
+    admin.enqueue({"id": "broken-1", "chain": "ETH", "hashes": [sid]}, unchecked=True)
     admin.configure(
         faults=[
             {"kind": "malformed", "path": "/v3/kms/pending/", "times": 1},

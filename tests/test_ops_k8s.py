@@ -457,7 +457,23 @@ def test_network_policy_denies_all_but_metrics_in_and_dns_https_out(
         assert "to" not in rule or all("ipBlock" in peer for peer in rule["to"])
         allowed |= {(port["protocol"], port["port"]) for port in rule["ports"]}
     expected = {("UDP", 53), ("TCP", 53), ("TCP", 443)} | ({("TCP", 8200)} if name == "vault" else set())
+    expected |= {("TCP", 80)} if name == "aws" else set()
     assert allowed == expected
+
+
+def test_eks_pod_identity_agent_is_reachable_and_nothing_else_on_port_80(
+    overlay: tuple[str, dict[tuple[str, str], Obj]],
+) -> None:
+    name, objects = overlay
+    egress = objects[("NetworkPolicy", "kms")]["spec"]["egress"]
+    on_port_80 = [rule for rule in egress if any(port["port"] == 80 for port in rule["ports"])]
+    if name != "aws":
+        assert on_port_80 == []
+        return
+    (rule,) = on_port_80
+    assert rule["ports"] == [{"protocol": "TCP", "port": 80}]
+    # Only the Pod Identity Agent (IPv4 and IPv6): never the instance metadata service or anything else.
+    assert rule["to"] == [{"ipBlock": {"cidr": "169.254.170.23/32"}}, {"ipBlock": {"cidr": "fd00:ec2::23/128"}}]
 
 
 def test_service_and_disruption_budget_select_only_the_daemon(overlay: tuple[str, dict[tuple[str, str], Obj]]) -> None:

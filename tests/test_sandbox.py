@@ -47,12 +47,12 @@ def test_pending_queue_and_broadcast(sandbox: Sandbox, http: httpx.Client) -> No
     with SandboxAdmin(sandbox.url) as admin:
         ids = admin.enqueue(
             [
-                {"chain": "eth", "serializedTransaction": "{}", "hashes": ["a"]},
-                {"chain": "ETH", "serializedTransaction": "{}", "signatures": [{"id": "b", "index": 1}]},
-                {"chain": "BTC", "serializedTransaction": "{}", "hashes": ["a"]},
+                {"id": "q1", "chain": "eth", "serializedTransaction": "{}", "hashes": ["a"]},
+                {"id": "q2", "chain": "ETH", "serializedTransaction": "{}", "signatures": [{"id": "b", "index": 1}]},
+                {"id": "q3", "chain": "BTC", "serializedTransaction": "{}", "hashes": ["a"]},
             ]
         )
-        assert len(set(ids)) == 3
+        assert ids == ["q1", "q2", "q3"]
         listed = http.post("/v3/kms/pending/ETH", json={"signatureIds": ["a", "b"]}).json()
         assert sorted(item["id"] for item in listed) == sorted(ids[:2])
         assert http.post("/v3/kms/pending/ETH", json={"signatureIds": ["c"]}).json() == []

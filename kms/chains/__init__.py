@@ -29,7 +29,7 @@ def get_chain(code: str) -> Chain:
     _load()
     chain = _REGISTRY.get(code.strip().upper())
     if chain is None:
-        raise UnknownChainError(f"Unsupported chain '{code}'. Supported: {', '.join(supported_codes())}")
+        raise UnknownChainError(f"Unsupported chain '{code}'. Supported: {', '.join(sorted(supported_codes()))}")
     return chain
 
 

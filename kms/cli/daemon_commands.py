@@ -141,6 +141,9 @@ def register(command: CommandFactory) -> None:
         "Run a local double of the Tatum API (and a four-eye approval server) on 127.0.0.1 for staging and tests.",
         _lazy("kms.sandbox.command", "run"),
     )
+    from kms.cli.sandbox_help import SANDBOX_EPILOG  # the admin API's bodies (issue 17)
+
+    p.epilog, p.formatter_class = SANDBOX_EPILOG, argparse.RawDescriptionHelpFormatter
     _flag(p, "port", None, type=int, default=0, metavar="PORT", help="port to listen on (default: any free port)")
     _flag(p, "latency", None, type=float, default=0.0, metavar="SECONDS", help="delay every Tatum API answer")
     _flag(

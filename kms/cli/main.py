@@ -10,6 +10,7 @@ from kms import __version__
 from kms.cli import output
 from kms.errors import KmsError
 from kms.hygiene import harden_process
+from kms.passwords import PASSWORD_RULE
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -33,7 +34,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag or argument is one JSON error line on stderr like every other error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        output.error(f"{message} (see 'kms --help')")
+        # A subcommand's parser is named "kms COMMAND": point at that command's own help.
+        output.error(f"{message} (see '{self.prog} --help')")
         raise SystemExit(2)
 
 
@@ -45,6 +47,14 @@ def _common_flags() -> argparse.ArgumentParser:
         "--testnet", action="store_true", default=s, help="use the chain's testnet (mainnet by default)"
     )
     common.add_argument("--path", default=s, metavar="FILE", help="wallet store file (default ~/.tatumrc/wallet.dat)")
+    common.add_argument(
+        "--create-dirs",
+        "--createDirs",
+        dest="create_dirs",
+        action="store_true",
+        default=s,
+        help="a new store may create the missing directories of --path (~/.tatumrc is always created)",
+    )
     common.add_argument(
         "--envFile",
         "--env-file",
@@ -157,18 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("signatureId", metavar="SIGNATURE_ID")
     p.add_argument("index", metavar="INDEX", help="0 to 2147483647")
     command("export", "Print every stored wallet (secrets included) as upstream's JSON.", _lazy(wallets, "export"))
-    command(
+    p = command(
         "checkconfig",
-        "Show the configuration in force (secrets masked) and the process hardening.",
-        _lazy(wallets, "checkconfig"),
+        "Show the configuration in force as JSON: the store (type, path), the password backend and its settings, "
+        "the other settings, the process hardening. Only secrets are masked.",
+        _lazy("kms.cli.checkconfig", "checkconfig"),
     )
+    p.add_argument("--table", action="store_true", help="upstream's text table instead of JSON")
     p = command(
         "report", "Report on wallets (type, chain, testnet, warnings) and the system.", _lazy(wallets, "report")
     )
     p.add_argument("signatureIds", metavar="ID[,ID...]", nargs="?", default="")
     command(
         "passwd",
-        "Change the store password (the data key is re-wrapped atomically; the old password stops working).",
+        "Change the store password (the data key is re-wrapped atomically; the old password stops working). The "
+        "current password comes from the chosen backend. The new one needs " + PASSWORD_RULE + "; at a terminal it "
+        "is asked twice with no echo, without a terminal it is the first line of standard input "
+        "(e.g. kms passwd < new-password-file).",
         _lazy(wallets, "passwd"),
     )
     p = command(
@@ -197,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = getattr(args, "command", None)
+        parser.prog = f"kms {command}" if command else "kms"  # the help that lists this command's flags
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

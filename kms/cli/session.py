@@ -14,7 +14,8 @@ from pathlib import Path
 
 from backends import PasswordProvider
 from kms import session
-from kms.errors import StoreError, UsageError
+from kms.cli.new_store import check_store_directory, new_store_password
+from kms.errors import StoreError
 from kms.hygiene import harden_process
 from kms.session import INSECURE_TEST_KDF_ENV, insecure_test_kdf
 from kms.store import KdfParams, WalletStore
@@ -54,16 +55,15 @@ def open_store(args: Namespace, *, create: bool = False) -> Iterator[WalletStore
     probe = WalletStore.probe(path)
     if probe == "missing" and not create:
         raise StoreError(session.missing_store_message(path))
+    creating = probe == "missing"
+    if creating:
+        check_store_directory(path, create_dirs=bool(getattr(args, "create_dirs", False)))
     weak = insecure_test_kdf()
-    if weak and probe == "missing":
+    if weak and creating:
         sys.stderr.write(f"warning: {INSECURE_TEST_KDF_ENV}=1: creating a store with a deliberately weak KDF\n")
     settings = load_settings(args)
     provider = password_provider(args, settings)
-    with provider.fetch() as password:
-        if probe == "missing" and create and getattr(provider, "interactive", False):
-            with provider.fetch() as again:
-                if again != password:
-                    raise UsageError("the two passwords differ; nothing was created")
+    with new_store_password(provider, path) if creating else provider.fetch() as password:
         store = WalletStore.open(
             path,
             password,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from argparse import Namespace
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -13,12 +14,15 @@ from kms.api import MAX_INDEX
 from kms.chains import get_chain
 from kms.chains.base import Chain
 from kms.cli import output
+from kms.cli.checkconfig import STORE_TYPE
+from kms.cli.new_store import REPEAT_PASSWORD_PROMPT
 from kms.cli.progress import Progress
 from kms.cli.session import backend_name, load_settings, open_store, store_path
 from kms.errors import KmsError, UsageError, WalletKindError, WalletNotFoundError
 from kms.hygiene import hardening_status
-from kms.masking import mask_api_key, mask_secret
-from kms.store import MAX_WALLETS_PER_CHAIN, StoredWallet, WalletStore
+from kms.masking import mask_api_key
+from kms.passwords import PASSWORD_RULE, check_new_password
+from kms.store import MAX_WALLETS_PER_CHAIN, StoredWallet
 from kms.terminal import read_secret
 
 
@@ -69,7 +73,10 @@ def storemanagedwallet(args: Namespace) -> int:
         raise WalletKindError(f"{chain.code} has no mnemonic wallets; use storemanagedprivatekey")
     # Checked before the store is opened: a bad mnemonic must not leave a new, empty store behind.
     with read_secret("Enter mnemonic to store: ") as mnemonic:
-        wallet = chain.wallet_from_mnemonic(" ".join(mnemonic.text().split()), testnet)
+        words = " ".join(mnemonic.text().split())
+        if not words:
+            raise UsageError("no mnemonic given; nothing was stored")
+        wallet = chain.wallet_from_mnemonic(words, testnet)
     with open_store(args, create=True) as store:
         signature_id = store.add(chain.code, testnet, wallet)
     output.emit(_store_summary(signature_id, wallet))
@@ -81,6 +88,8 @@ def storemanagedprivatekey(args: Namespace) -> int:
     testnet = _testnet(args)
     with read_secret("Enter private key to store: ") as key:
         text = key.text().strip()
+    if not text:
+        raise UsageError("no key given; nothing was stored")
     chain.validate_private_key(text, testnet)
     with open_store(args, create=True) as store:
         signature_id = store.add(chain.code, testnet, {"privateKey": text})
@@ -175,61 +184,6 @@ def export(args: Namespace) -> int:
     return 0
 
 
-_STORE_TYPE = {"prompt": "LOCAL", "env": "LOCAL", "vgs": "VGS", "azure": "AZURE", "aws": "AWS", "vault": "VAULT"}
-
-
-def checkconfig(args: Namespace) -> int:
-    settings = load_settings(args)
-    path = store_path(args)
-    backend = backend_name(args, settings)
-    hardening = hardening_status()
-    env_file = getattr(args, "envFile", None) or "N/A"
-    rows: list[tuple[str, str]] = [
-        ("Version", __version__),
-        ("Wallet file path", str(path)),
-        ("Wallet exists", str(path.exists()).lower()),
-        ("Wallet store format", WalletStore.probe(path)),
-        ("Wallet store type", _STORE_TYPE.get(backend, backend.upper())),
-        ("Password backend", backend),
-        ("Environment vars file", env_file),
-        ("TATUM_API_KEY", mask_api_key(getattr(args, "apiKey", None) or settings.get("TATUM_API_KEY"))),
-        ("TATUM_API_URL", settings.get("TATUM_API_URL", "N/A")),
-    ]
-    for name in (
-        "TATUM_KMS_PASSWORD",
-        "TATUM_KMS_PASSWORD_FILE",
-        "TATUM_KMS_VGS_ALIAS",
-        "TATUM_KMS_VGS_USERNAME",
-        "TATUM_KMS_VGS_PASSWORD",
-        "TATUM_KMS_AZURE_SECRETVERSION",
-        "TATUM_KMS_AZURE_SECRETNAME",
-        "TATUM_KMS_AZURE_VAULTURL",
-        "TATUM_KMS_AWS_REGION",
-        "TATUM_KMS_AWS_ACCESS_KEY_ID",
-        "TATUM_KMS_AWS_SECRET_ACCESS_KEY",
-        "TATUM_KMS_AWS_SECRET_NAME",
-        "TATUM_KMS_AWS_SECRET_KEY",
-        "TATUM_KMS_VAULT_ADDR",
-        "TATUM_KMS_VAULT_TOKEN",
-    ):
-        value = settings.get(name)
-        shown = value if name in _PLAIN_SETTINGS and value else mask_secret(value)
-        rows.append((name, shown))
-    rows += [
-        ("Core dumps disabled", str(hardening.core_dumps_disabled).lower()),
-        ("Process not dumpable", str(hardening.not_dumpable).lower()),
-        ("Secret memory lockable (mlock)", str(hardening.mlock_available).lower()),
-    ]
-    width = max(len(name) for name, _ in rows) + 1
-    for name, value in rows:
-        print(f"{name.ljust(width)}: {value}")
-    return 0
-
-
-# Non-secret locations, shown in full (upstream shows the AWS region too).
-_PLAIN_SETTINGS = {"TATUM_KMS_AWS_REGION", "TATUM_KMS_PASSWORD_FILE", "TATUM_KMS_VAULT_ADDR"}
-
-
 def report(args: Namespace) -> int:
     ids = [part.strip() for part in (args.signatureIds or "").split(",") if part.strip()]
     settings = load_settings(args)
@@ -255,11 +209,9 @@ def report(args: Namespace) -> int:
             "kmsVersion": __version__,
             "pythonVersion": platform.python_version(),
             "platform": platform.platform(terse=True),
-            "store": {
-                "type": _STORE_TYPE.get(backend_name(args, settings), "N/A"),
-                "exists": path.exists(),
-                "path": str(path),
-            },
+            # The store is a local file whatever holds its password (upstream named the password source here).
+            "store": {"type": STORE_TYPE, "exists": path.exists(), "path": str(path)},
+            "passwordBackend": backend_name(args, settings),
             "hardening": hardening.as_dict(),
         },
         "wallets": wallets,
@@ -303,12 +255,16 @@ def _report_wallet(wallet: StoredWallet) -> dict[str, object]:
 
 def passwd(args: Namespace) -> int:
     with open_store(args) as store:
+        at_terminal = os.isatty(0)
+        if at_terminal:
+            sys.stderr.write(f"kms: the new password needs {PASSWORD_RULE}\n")
+            sys.stderr.flush()
+        # Without a terminal the new password is the first line of standard input (documented in --help).
         new = read_secret("New password: ")
         with new:
-            if len(new) < 8:
-                raise UsageError("the new password must have at least 8 characters; nothing was changed")
-            if os.isatty(0):
-                with read_secret("Repeat new password: ") as again:
+            check_new_password(new, "nothing was changed")
+            if at_terminal:
+                with read_secret(REPEAT_PASSWORD_PROMPT) as again:
                     if again != new:
                         raise UsageError("the two new passwords differ; nothing was changed")
             # A fresh data key too: a copy of the file taken earlier, opened with the old password, must not decrypt

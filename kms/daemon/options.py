@@ -101,7 +101,7 @@ def parse_chain_list(text: str | None, supported: Sequence[str]) -> tuple[str, .
         if not code:
             continue
         if code not in supported:
-            raise UsageError(f"Unsupported chain '{part.strip()}'. Supported: {', '.join(supported)}")
+            raise UsageError(f"Unsupported chain '{part.strip()}'. Supported: {', '.join(sorted(supported))}")
         if code not in chosen:
             chosen.append(code)
     if not chosen:

@@ -13,8 +13,10 @@ class SandboxAdmin:
         # The sandbox is on loopback: never through a proxy named in the environment.
         self._http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
 
-    def enqueue(self, pending: dict[str, Any] | list[dict[str, Any]]) -> list[str]:
-        response = self._http.post("/_sandbox/pending", json=pending)
+    def enqueue(self, pending: dict[str, Any] | list[dict[str, Any]], *, unchecked: bool = False) -> list[str]:
+        """Queue pending transactions; ``unchecked`` queues malformed ones as given (to test the daemon with them)."""
+        params = {"unchecked": "1"} if unchecked else None
+        response = self._http.post("/_sandbox/pending", json=pending, params=params)
         response.raise_for_status()
         ids: list[str] = response.json()["ids"]
         return ids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
 import threading
@@ -12,6 +13,18 @@ from types import FrameType
 from kms.errors import UsageError
 from kms.sandbox.server import Sandbox
 from kms.sandbox.state import SandboxState
+
+
+def daemon_hint(sandbox: Sandbox, *, api_key_set: bool) -> str:
+    """A daemon command line that works against this sandbox as given (the daemon refuses to start without a key).
+
+    A key given to the sandbox is not repeated here: it stays a placeholder the operator fills in.
+    """
+    api_key = "<the key given to kms sandbox --apiKey>" if api_key_set else "sandbox-key"
+    return (
+        f"TATUM_API_URL={sandbox.url} TATUM_API_KEY={shlex.quote(api_key)} "
+        f"kms daemon --testnet --externalUrl {sandbox.approval_url}"
+    )
 
 
 def run(args: Namespace) -> int:
@@ -47,7 +60,7 @@ def run(args: Namespace) -> int:
                     "url": sandbox.url,
                     "approvalUrl": sandbox.approval_url,
                     "admin": f"{sandbox.url}/_sandbox/state",
-                    "hint": f"TATUM_API_URL={sandbox.url} kms daemon --testnet --externalUrl {sandbox.approval_url}",
+                    "hint": daemon_hint(sandbox, api_key_set=state.api_key is not None),
                 }
             ),
             flush=True,

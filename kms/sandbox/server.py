@@ -18,8 +18,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+from kms.sandbox.admin_api import check_config, check_pending
 from kms.sandbox.state import FaultRule, SandboxState
 
 log = logging.getLogger("kms.sandbox")
@@ -132,17 +133,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _admin(self, method: str, path: str, body: Any) -> None:
         state = self.server.state
-        if path == "/_sandbox/state" and method == "GET":
-            self._send(200, state.snapshot())
-        elif path == "/_sandbox/pending" and method == "POST":
+        if path == "/_sandbox/pending" and method == "POST" and parse_qs(urlsplit(self.path).query).get("unchecked"):
+            # Deliberately malformed entries, to see what the daemon makes of them: only an object with a chain.
             items = body if isinstance(body, list) else [body]
             if not all(isinstance(i, dict) for i in items):
                 raise ValueError("expected a pending transaction object or a list of them")
             self._send(200, {"ids": state.enqueue(items)})
+        elif path == "/_sandbox/state" and method == "GET":
+            self._send(200, state.snapshot())
+        elif path == "/_sandbox/pending" and method == "POST":
+            self._send(200, {"ids": state.enqueue(check_pending(body))})
         elif path == "/_sandbox/config" and method == "POST":
-            if not isinstance(body, dict):
-                raise ValueError("expected an object")
-            state.configure(body)
+            state.configure(check_config(body))
             self._send(200, {"ok": True})
         elif path == "/_sandbox/reset" and method == "POST":
             state.reset()

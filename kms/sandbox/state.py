@@ -106,7 +106,7 @@ class SandboxState:
             for raw in items:
                 item = dict(raw)
                 item.setdefault("id", str(uuid.uuid4()))
-                # Only the chain is required (the queue is per chain): tests enqueue malformed items on purpose.
+                # The admin API checks the shape (admin_api.check_pending); this is the queue's own minimum.
                 if not isinstance(item.get("chain"), str):
                     raise ValueError("a pending transaction needs a 'chain'")
                 item["chain"] = str(item["chain"]).upper()
