@@ -35,8 +35,8 @@ from kms.store import (
     open_shared,
 )
 from kms.store import crypto as store_crypto
-from kms.store import format as store_format
 from kms.store import database as store_database
+from kms.store import format as store_format
 
 PASSWORD = b"correct horse battery staple"
 WEAK = KdfParams.insecure_for_tests()
@@ -684,7 +684,11 @@ def make_schema_1_journal(path: Path, rows: list[tuple[str, str, str, str]], req
         conn.execute(SCHEMA_1_JOURNAL)
         if request_column:
             conn.execute("ALTER TABLE journal ADD COLUMN request_sha256 TEXT NOT NULL DEFAULT ''")
-        conn.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, 1700000000, 1700000001)", rows)
+        conn.executemany(
+            "INSERT INTO journal (pending_id, chain, tx_data, status, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, 1700000000, 1700000001)",
+            rows,
+        )
         conn.commit()
     finally:
         conn.close()
@@ -700,3 +704,33 @@ def test_journal_of_a_store_made_before_request_hashes(store_path: Path) -> None
         new = store.journal_lookup("new-1")
         assert new is not None and new.request_sha256 == "ab" * 32
         assert [e.pending_id for e in store.journal_entries()] == ["old-1", "new-1"]
+
+
+# ------------------------------------------------------------------------------------------------- placement
+
+
+@pytest.mark.parametrize(
+    ("mode", "problem"),
+    [(0o604, "readable by others"), (0o620, "writable by group or others"), (0o602, "writable by group or others")],
+)
+def test_a_store_others_could_read_or_write_is_refused(store_path: Path, mode: int, problem: str) -> None:
+    open_weak(store_path, create=True).close()
+    os.chmod(store_path, mode)
+    before = snapshot(store_path.parent)
+    with pytest.raises(StoreError, match=f"{problem}.*refusing to use it"):
+        open_weak(store_path)
+    assert snapshot(store_path.parent) == before
+    os.chmod(store_path, 0o600)
+    open_weak(store_path).close()
+
+
+def test_a_store_in_a_world_writable_directory_is_refused_unless_sticky(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    path = shared / "wallet.dat"
+    open_weak(path, create=True).close()
+    os.chmod(shared, 0o777)  # noqa: S103 - the case under test
+    with pytest.raises(StoreError, match=r"directory anyone may write to .*no sticky bit"):
+        open_weak(path)
+    os.chmod(shared, 0o1777)  # noqa: S103 - like /tmp: others cannot replace a file they do not own
+    open_weak(path).close()

@@ -22,6 +22,7 @@ from kms.daemon.sealing import SealControl, StoreSlot, open_store_with
 from kms.daemon.shutdown import Shutdown
 from kms.errors import UsageError
 from kms.metrics import DaemonMetrics, Metrics, NullMetrics
+from kms.store.lock import acquire_daemon_lock
 from kms.tatum.client import DEFAULT_API_URL, TatumClient
 
 log = logging.getLogger("kms.daemon")
@@ -205,6 +206,7 @@ def run(args: Namespace) -> int:
     slot = StoreSlot()
     control = SealControl(slot, session.store_path(args), session.insecure_test_kdf(), metrics)
     with ExitStack() as stack:
+        stack.enter_context(acquire_daemon_lock(control.path))
         stack.callback(slot.release)
         if not sealed_start:
             with provider.fetch() as password:

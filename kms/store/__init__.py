@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from kms.store.crypto import KdfParams
 from kms.store.errors import (
+    DaemonLockedError,
     ImportConflictError,
     InvalidWalletError,
-    DaemonLockedError,
     JournalConflictError,
     JournalStateError,
     StoreMissingError,

@@ -133,7 +133,7 @@ _COLUMNS = (
     "pending_id, chain, state, payload, payload_sha256, request_sha256, meta, reason, reported, reconciled_at,"
     " created_at, updated_at"
 )
-_SELECT = f"SELECT {_COLUMNS} FROM journal"
+_SELECT = f"SELECT {_COLUMNS} FROM journal"  # noqa: S608 - constant column list
 
 
 def _entry(row: tuple[object, ...]) -> JournalEntry:
