@@ -227,3 +227,44 @@ def test_a_wrong_password_does_not_upgrade_and_a_newer_schema_is_refused(tmp_pat
         conn.close()
     with pytest.raises(StoreError, match="schema version 3; this kms knows up to 2"):
         open_store(path)
+
+
+def test_kms_journal_shows_every_state_releases_a_held_id_and_prunes(tmp_path: Path) -> None:
+    from tests.cli_helpers import PASSWORD, kms_env, run_kms
+
+    store_path = tmp_path / ".tatumrc" / "wallet.dat"
+    with WalletStore.open(
+        store_path,
+        SecretBuffer(PASSWORD.encode()),
+        create=True,
+        kdf=KdfParams.insecure_for_tests(),
+        allow_weak_kdf=True,
+    ) as store:
+        store.journal.put("sol-1", "SOL", "AQID", meta={"blockhash": "9xQ", "lastValidBlockHeight": 7})
+        store.journal.quarantine("crash-1", "ETH", "worker died")
+        store.journal.hold("lost-1", "signed per the audit log", chain="ETH", payload_sha256=HASH)
+        store.journal.refuse("denied-1", "ETH")
+    listed = {e["pendingId"]: e for e in run_kms(["journal", "list"], tmp_path).json()}
+    assert {pid: e["status"] for pid, e in listed.items()} == {
+        "sol-1": "signed", "crash-1": "poisoned", "lost-1": "held", "denied-1": "refused",
+    }  # fmt: skip
+    assert listed["sol-1"]["meta"] == {"blockhash": "9xQ", "lastValidBlockHeight": 7}
+    assert listed["crash-1"]["reported"] is False and listed["crash-1"]["reason"] == "worker died"
+    assert listed["lost-1"]["txDataSha256"] == HASH and listed["denied-1"]["txDataSha256"] is None
+    held = run_kms(["journal", "list", "--status", "held"], tmp_path).json()
+    assert [e["pendingId"] for e in held] == ["lost-1"]
+    bad = run_kms(["journal", "list", "--status", "stuck"], tmp_path)
+    assert bad.code != 0 and "invalid journal status" in bad.error()
+    released = run_kms(["journal", "release", "lost-1"], tmp_path).json()
+    assert released == {"released": "lost-1", "status": "held", "txDataSha256": HASH}
+    with open_store_at(store_path, PASSWORD) as store:
+        assert store.journal.lookup("lost-1") is None and store.journal.was_released("lost-1", HASH)
+        store.journal.mark_broadcast("sol-1")
+    assert run_kms(["journal", "prune"], tmp_path).json() == {"pruned": 0, "olderThanDays": DEFAULT_RETENTION_DAYS}
+    env = kms_env(tmp_path, **{RETENTION_SETTING: "0"})
+    refused = run_kms(["journal", "prune"], tmp_path, env=env)
+    assert refused.code != 0 and RETENTION_SETTING in refused.error()
+
+
+def open_store_at(path: Path, password: str) -> WalletStore:
+    return WalletStore.open(path, SecretBuffer(password.encode()), allow_weak_kdf=True)
