@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 from kms.errors import KmsError, NotAStoreError, StoreError, UpstreamStoreError, UsageError, WrongPasswordError
@@ -104,6 +103,9 @@ def create_atomically(path: Path, initialise: Callable[[sqlite3.Connection], Non
     try:
         conn = connect(temp)
         try:
+            # The temporary file is thrown away unless it is complete, so it needs no rollback journal on disk (one
+            # would be left behind, as `.NAME.*.creating-journal`, by a process killed while initialising).
+            conn.execute("PRAGMA journal_mode = MEMORY")
             initialise(conn)
             conn.execute("PRAGMA journal_mode = WAL")
         finally:
@@ -374,14 +376,6 @@ class Database:
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 conn.close()
-
-    def __enter__(self) -> Database:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- transactions -----------------------------------------------------------------------------------------------
 
