@@ -134,6 +134,9 @@ def test_held_ids_and_the_release_record(store: WalletStore) -> None:
     journal.release("lost-1")
     assert journal.was_released("lost-1", HASH) and not journal.was_released("lost-1", "cd" * 32)
     assert journal.lookup("lost-1") is None
+    journal.refuse("denied-1", "ETH")
+    journal.hold("denied-1", "the audit log shows it signed after all")  # held wins over every other state
+    assert states(store)["denied-1"] == "held"
 
 
 def test_stuck_signed_entries_and_reconciliation(store: WalletStore) -> None:

@@ -71,8 +71,8 @@ _TRANSITIONS: dict[JournalState, frozenset[JournalState]] = {
     S.BROADCAST: frozenset({S.BROADCAST, S.COMPLETED, S.FAILED, S.POISONED, S.HELD}),
     S.COMPLETED: frozenset({S.COMPLETED, S.HELD}),
     S.FAILED: frozenset({S.BROADCAST, S.COMPLETED, S.FAILED, S.POISONED, S.HELD}),
-    S.REFUSED: frozenset({S.REFUSED}),
-    S.POISONED: frozenset({S.POISONED}),
+    S.REFUSED: frozenset({S.REFUSED, S.HELD}),
+    S.POISONED: frozenset({S.POISONED, S.HELD}),
     S.HELD: frozenset({S.HELD}),
 }
 _PAYLOAD_STATES = (S.SIGNED, S.BROADCAST, S.COMPLETED, S.FAILED)
