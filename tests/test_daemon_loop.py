@@ -521,3 +521,23 @@ def test_a_pending_id_that_comes_back_changed_is_not_sent(
     assert sent(admin) == {}  # neither the old bytes for the new request, nor a second signature
     assert "different serializedTransaction" in errors(admin)["p1"]
     assert store.journal_get("p1") == journaled
+
+
+def test_held_and_poisoned_ids_are_neither_signed_nor_sent(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    store.journal.hold("held-1", "signed per the audit log", chain="ETH", payload_sha256="ab" * 32)
+    store.journal.quarantine("poisoned-1", "ETH", "took a worker down")
+    for pid in ("held-1", "poisoned-1", "ok-1"):
+        admin.enqueue(pending(pid, hashes=[key_id]))
+    daemon = make_daemon(store, client)
+    try:
+        report = daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert set(sent(admin)) == {"ok-1"} and errors(admin) == {}
+    assert report.outcomes[Outcome.SKIPPED] == 2
+    assert {e.pending_id: e.status for e in store.journal.entries()} == {
+        "held-1": "held", "poisoned-1": "poisoned", "ok-1": "broadcast",
+    }  # fmt: skip

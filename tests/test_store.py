@@ -35,8 +35,8 @@ from kms.store import (
     open_shared,
 )
 from kms.store import crypto as store_crypto
+from kms.store import database as store_database
 from kms.store import format as store_format
-from kms.store import wallet_store as wallet_store_module
 
 PASSWORD = b"correct horse battery staple"
 WEAK = KdfParams.insecure_for_tests()
@@ -354,7 +354,7 @@ def test_new_store_file_and_directory_are_private(store_path: Path) -> None:
     with sqlite3.connect(store_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA application_id").fetchone()[0] == store_format.APPLICATION_ID
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == store_format.FORMAT_VERSION
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == store_database.SCHEMA_VERSION
     assert store_path.read_bytes()[68:72] == b"kms1"
 
 
@@ -466,9 +466,9 @@ def test_change_password_with_rotation_re_encrypts(filled: tuple[Path, list[str]
     path, ids = filled
     before = rows(path)
     with open_weak(path) as store:
-        old_key = store._cipher.key.bytes()
+        old_key = store._db.cipher.key.bytes()
         store.change_password(SecretBuffer(b"other"), rotate_data_key=True)
-        assert store._cipher.key.bytes() != old_key
+        assert store._db.cipher.key.bytes() != old_key
     after = rows(path)
     assert all(after[sid] != before[sid] for sid in ids)
     with open_weak(path, b"other") as store:
@@ -496,7 +496,7 @@ def test_rotation_at_threshold_re_encrypts_everything(store_path: Path) -> None:
         assert header(store_path)["encryptions"] == 5
         assert header(store_path)["key_generation"] == 1
         before = rows(store_path)
-        old_key_buffer = store._cipher.key
+        old_key_buffer = store._db.cipher.key
         old_key = old_key_buffer.bytes()
 
         ids.append(store.add("ETH", False, {"privateKey": "0x99"}))  # 5 + 1 > 5: rotate first
@@ -504,7 +504,7 @@ def test_rotation_at_threshold_re_encrypts_everything(store_path: Path) -> None:
         stored = header(store_path)
         assert stored["key_generation"] == 2
         assert stored["encryptions"] == 4  # 3 records re-encrypted under the new key, then 1 new one
-        assert store._cipher.key.bytes() != old_key
+        assert store._db.cipher.key.bytes() != old_key
         assert old_key_buffer.wiped
         after = rows(store_path)
         assert all(after[sid] != before[sid] for sid in before)
@@ -574,7 +574,7 @@ def test_limit_of_25000_per_chain_and_network(store_path: Path) -> None:
 def test_close_wipes_the_data_key_and_password_key(filled: tuple[Path, list[str]]) -> None:
     path, ids = filled
     store = open_weak(path)
-    data_key, kek = store._cipher.key, store._kek
+    data_key, kek = store._db.cipher.key, store._db._kek
     assert not data_key.wiped and not kek.wiped and len(data_key) == 32
     wallet = store.get(ids[0])
     store.close()
@@ -592,20 +592,20 @@ def test_close_wipes_the_data_key_and_password_key(filled: tuple[Path, list[str]
 def test_reprs_and_messages_hold_no_secrets(filled: tuple[Path, list[str]]) -> None:
     path, ids = filled
     with open_weak(path) as store, store.get(ids[0]) as wallet:
-        for text in (repr(wallet), str(wallet), repr(store), repr(store._cipher.key), repr(wallet.meta)):
+        for text in (repr(wallet), str(wallet), repr(store), repr(store._db.cipher.key), repr(wallet.meta)):
             assert MNEMONIC.split()[0] not in text and "xpub6E" not in text
 
 
 def test_open_shared_derives_once_per_process(filled: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
     path, ids = filled
     calls: list[int] = []
-    real = wallet_store_module.derive_kek
+    real = store_database.derive_kek
 
     def counting(*args: object) -> SecretBuffer:
         calls.append(1)
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(wallet_store_module, "derive_kek", counting)
+    monkeypatch.setattr(store_database, "derive_kek", counting)
     try:
         first = open_shared(path, password(), kdf=WEAK, allow_weak_kdf=True)
         again = open_shared(path, password(), allow_weak_kdf=True)
@@ -670,17 +670,33 @@ def test_one_instance_is_safe_across_threads(store_path: Path) -> None:
     assert header(store_path)["key_generation"] > 1
 
 
-def test_journal_of_a_store_made_before_request_hashes(store_path: Path) -> None:
-    with open_weak(store_path, create=True) as store:
-        store.journal_put("old-1", "ETH", "0xaa")
-    conn = sqlite3.connect(store_path)
-    try:  # the journal as the first stores had it
-        conn.executescript(
-            "CREATE TABLE journal_v1 AS SELECT pending_id, chain, tx_data, status, created_at, updated_at FROM journal;"
-            "DROP TABLE journal; ALTER TABLE journal_v1 RENAME TO journal;"
+SCHEMA_1_JOURNAL = (
+    "CREATE TABLE journal (pending_id TEXT PRIMARY KEY NOT NULL, chain TEXT NOT NULL, tx_data TEXT NOT NULL,"
+    " status TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)"
+)
+
+
+def make_schema_1_journal(path: Path, rows: list[tuple[str, str, str, str]], request_column: bool = False) -> None:
+    """Turn a fresh store's journal into the journal as the first stores had it (schema 1)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript("DROP TABLE journal; DROP TABLE journal_releases; PRAGMA user_version = 1;")
+        conn.execute(SCHEMA_1_JOURNAL)
+        if request_column:
+            conn.execute("ALTER TABLE journal ADD COLUMN request_sha256 TEXT NOT NULL DEFAULT ''")
+        conn.executemany(
+            "INSERT INTO journal (pending_id, chain, tx_data, status, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, 1700000000, 1700000001)",
+            rows,
         )
+        conn.commit()
     finally:
         conn.close()
+
+
+def test_journal_of_a_store_made_before_request_hashes(store_path: Path) -> None:
+    open_weak(store_path, create=True).close()
+    make_schema_1_journal(store_path, [("old-1", "ETH", "0xaa", "signed")])
     with open_weak(store_path) as store:
         entry = store.journal_lookup("old-1")
         assert entry is not None and entry.tx_data == "0xaa" and entry.request_sha256 == ""
@@ -688,3 +704,33 @@ def test_journal_of_a_store_made_before_request_hashes(store_path: Path) -> None
         new = store.journal_lookup("new-1")
         assert new is not None and new.request_sha256 == "ab" * 32
         assert [e.pending_id for e in store.journal_entries()] == ["old-1", "new-1"]
+
+
+# ------------------------------------------------------------------------------------------------- placement
+
+
+@pytest.mark.parametrize(
+    ("mode", "problem"),
+    [(0o604, "readable by others"), (0o620, "writable by group or others"), (0o602, "writable by group or others")],
+)
+def test_a_store_others_could_read_or_write_is_refused(store_path: Path, mode: int, problem: str) -> None:
+    open_weak(store_path, create=True).close()
+    os.chmod(store_path, mode)
+    before = snapshot(store_path.parent)
+    with pytest.raises(StoreError, match=f"{problem}.*refusing to use it"):
+        open_weak(store_path)
+    assert snapshot(store_path.parent) == before
+    os.chmod(store_path, 0o600)
+    open_weak(store_path).close()
+
+
+def test_a_store_in_a_world_writable_directory_is_refused_unless_sticky(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    path = shared / "wallet.dat"
+    open_weak(path, create=True).close()
+    os.chmod(shared, 0o777)  # noqa: S103 - the case under test
+    with pytest.raises(StoreError, match=r"directory anyone may write to .*no sticky bit"):
+        open_weak(path)
+    os.chmod(shared, 0o1777)  # noqa: S103 - like /tmp: others cannot replace a file they do not own
+    open_weak(path).close()

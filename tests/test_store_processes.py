@@ -121,7 +121,7 @@ def test_sigkill_at_random_instants_loses_no_acknowledged_wallet(tmp_path: Path)
         check_store_holds(path, acknowledged)
     assert len(acknowledged) > 50, "the writer never got going; the test proved nothing"
     leftovers = {p.name for p in tmp_path.iterdir()} - {"wallet.dat", "wallet.dat-wal", "wallet.dat-shm"}
-    assert all(name.startswith(".wallet.dat.") and name.endswith(".creating") for name in leftovers)
+    assert all(name.startswith(".wallet.dat.") and name.endswith(".creating") for name in leftovers), leftovers
 
 
 def test_concurrent_writers_lose_nothing_and_reader_never_fails(tmp_path: Path) -> None:
@@ -191,3 +191,42 @@ def test_a_polite_signal_also_keeps_acknowledged_wallets(tmp_path: Path, signal_
     text = (first + out).decode()
     printed = (text if text.endswith("\n") else text[: text.rfind("\n") + 1]).split()
     check_store_holds(path, set(printed))
+
+
+# Takes the daemon lock, says so, and holds it until killed.
+LOCK_HOLDER = """
+import sys, time
+from kms.store import acquire_daemon_lock
+lock = acquire_daemon_lock(sys.argv[1])
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_daemon_on_one_store_is_refused_with_who_holds_it(tmp_path: Path) -> None:
+    import socket
+
+    from kms.store import DaemonLockedError, acquire_daemon_lock
+
+    store_path = tmp_path / "wallet.dat"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(store_path)], env=child_env(), stdout=subprocess.PIPE, cwd=REPO
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+        with pytest.raises(DaemonLockedError) as refused:
+            acquire_daemon_lock(store_path)
+        message = str(refused.value)
+        assert f"pid {holder.pid} on host {socket.gethostname()}, since 20" in message
+        assert str(store_path) in message and "\n" not in message
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops the lock, the stale file must not block the next daemon
+        holder.wait()
+    with acquire_daemon_lock(store_path) as lock:
+        assert lock.held
+        contender = subprocess.run(
+            [sys.executable, "-c", LOCK_HOLDER, str(store_path)], env=child_env(), capture_output=True, cwd=REPO
+        )
+        assert contender.returncode != 0 and b"locked" not in contender.stdout
+        assert f"pid {os.getpid()} on host".encode() in contender.stderr
+    assert not lock.held

@@ -1,37 +1,42 @@
-"""The daemon's use of the store's journal (pending id -> signed txData, written and fsynced before broadcasting).
+"""The daemon's view of the store's signing journal (kms.store.journal holds the state machine itself).
 
-Three states per pending id: absent (never signed here), signed (a txData, status ``signed`` until a broadcast is
-accepted, then ``broadcast``), and refused (the four-eye server said no: a marker instead of a txData, status
-``refused``, never asked again and never signed). A signed entry is never replaced: when the id comes back, the same
-txData is broadcast again.
+Per pending transaction the daemon needs one answer: never seen (NEW: may be signed), signed before (SIGNED: send the
+same payload again, never sign anew), or not to be touched (REFUSED by four-eye, POISONED after it took a worker down,
+HELD because the audit log shows it signed elsewhere): skipped until an operator runs ``kms journal release``.
+This module adds what only the daemon knows: the hash of the request that was signed, and whether a pending id came
+back as another transaction.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from kms.api import PendingTransaction
-from kms.store.journal import JournalEntry
-
-STATUS_BROADCAST = "broadcast"
-STATUS_REFUSED = "refused"
-# Not a possible txData (those are hex, base64 or JSON) and not secret: marks a pending id refused by four-eye.
-REFUSED_MARKER = "kms:four-eye-refused"
+from kms.store.journal import JournalEntry, JournalState, SigningJournal
 
 
 class JournalStore(Protocol):
-    def journal_lookup(self, pending_id: str) -> JournalEntry | None: ...
-    def journal_put(self, pending_id: str, chain: str, tx_data: str, request_sha256: str = "") -> None: ...
-    def journal_mark(self, pending_id: str, status: str) -> None: ...
+    @property
+    def journal(self) -> SigningJournal: ...
 
 
 class State(enum.Enum):
     NEW = "new"
     SIGNED = "signed"
     REFUSED = "refused"
+    POISONED = "poisoned"
+    HELD = "held"
+
+    @property
+    def blocks_signing(self) -> bool:
+        return self in (State.REFUSED, State.POISONED, State.HELD)
+
+
+_BLOCKED = {JournalState.REFUSED: State.REFUSED, JournalState.POISONED: State.POISONED, JournalState.HELD: State.HELD}
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class Entry:
     tx_data: str | None = None
     changed: str | None = None
     """Set when the pending id came back with another chain or another transaction than the one journaled."""
+    note: str = ""
+    """Why a blocked entry is skipped (for the log)."""
 
 
 def request_sha256(pending: PendingTransaction) -> str:
@@ -47,30 +54,46 @@ def request_sha256(pending: PendingTransaction) -> str:
     return hashlib.sha256(f"{pending.chain}\n{pending.serialized_transaction}".encode()).hexdigest()
 
 
+def _blocked_note(entry: JournalEntry) -> str:
+    what = {
+        JournalState.REFUSED: "refused earlier by the four-eye server; not asking again",
+        JournalState.POISONED: "quarantined: processing it took a worker down; not retried until released",
+        JournalState.HELD: "held: signed elsewhere according to the audit log; not signed until released",
+    }[entry.state]
+    return f"{what} ({entry.reason})" if entry.reason else what
+
+
 class Journal:
+    """Reads the store's journal afresh on every call (the store behind a seal may be replaced while running)."""
+
     def __init__(self, store: JournalStore) -> None:
         self._store = store
 
     def lookup(self, pending: PendingTransaction) -> Entry:
-        entry = self._store.journal_lookup(pending.id)
+        entry = self._store.journal.lookup(pending.id)
         if entry is None:
             return Entry(State.NEW)
-        if entry.tx_data == REFUSED_MARKER:
-            return Entry(State.REFUSED)
+        if entry.state.blocks_signing:
+            return Entry(_BLOCKED[entry.state], note=_blocked_note(entry))
         changed = None
         if entry.chain != pending.chain.upper():
             changed = f"it was signed as a {entry.chain} transaction and came back as {pending.chain}"
         elif entry.request_sha256 and entry.request_sha256 != request_sha256(pending):
             changed = "it came back with a different serializedTransaction than the one signed"
-        return Entry(State.SIGNED, entry.tx_data, changed)
+        return Entry(State.SIGNED, entry.payload, changed)
 
-    def record_signed(self, pending: PendingTransaction, tx_data: str) -> None:
+    def record_signed(
+        self, pending: PendingTransaction, tx_data: str, meta: Mapping[str, object] | None = None
+    ) -> None:
         """Durable before it returns; raises JournalConflictError for a different txData under the same id."""
-        self._store.journal_put(pending.id, pending.chain, tx_data, request_sha256(pending))
+        self._store.journal.put(pending.id, pending.chain, tx_data, request_sha256(pending), meta)
 
     def record_broadcast(self, pending_id: str) -> None:
-        self._store.journal_mark(pending_id, STATUS_BROADCAST)
+        self._store.journal.mark_broadcast(pending_id)
 
-    def record_refused(self, pending_id: str, chain: str) -> None:
-        self._store.journal_put(pending_id, chain, REFUSED_MARKER)
-        self._store.journal_mark(pending_id, STATUS_REFUSED)
+    def record_refused(self, pending_id: str, chain: str, reason: str = "") -> None:
+        self._store.journal.refuse(pending_id, chain, reason)
+
+    def record_poisoned(self, pending: PendingTransaction, reason: str) -> None:
+        """Quarantine a pending transaction that took a worker down (report it once: unreported_poisoned)."""
+        self._store.journal.quarantine(pending.id, pending.chain, reason)

@@ -330,8 +330,8 @@ class Daemon:
             raise _Failure(
                 "journal", f"pending transaction {pending.id} was already signed here, but {entry.changed}; not sent"
             )
-        if entry.state is State.REFUSED:
-            txlog.debug("refused earlier by the four-eye server; not asking again")
+        if entry.state.blocks_signing:
+            txlog.debug("%s", entry.note)
             return Outcome.SKIPPED
         if entry.state is State.NEW and chain.signer is None:
             raise _Failure("unsupported", f"signing {code} is not supported by this kms")

@@ -20,6 +20,7 @@ from kms.daemon.options import DaemonOptions, options_from_args
 from kms.daemon.shutdown import Shutdown
 from kms.metrics import DaemonMetrics, Metrics, NullMetrics
 from kms.seal.control import SealControl, StoreSlot
+from kms.store.lock import acquire_daemon_lock
 from kms.tatum.client import TatumClient
 
 log = logging.getLogger("kms.daemon")
@@ -87,6 +88,7 @@ def serve(options: DaemonOptions, flags: session.SessionFlags, settings: Mapping
     slot = StoreSlot()
     control = SealControl(slot, session.store_path(flags), session.insecure_test_kdf(), metrics)
     with ExitStack() as stack:
+        stack.enter_context(acquire_daemon_lock(control.path))
         stack.callback(slot.release)
         running = _Run(options, settings, metrics, Shutdown(options.shutdown_timeout), slot, control, stack)
         _open_store(running, provider, sealed_start)

@@ -18,7 +18,7 @@ from kms.hygiene import SecretBuffer
 from kms.metrics import Metrics
 from kms.session import open_existing_store
 from kms.store import StoredWallet, WalletStore
-from kms.store.journal import JournalEntry
+from kms.store.journal import JournalEntry, SigningJournal
 
 log = logging.getLogger("kms.daemon")
 
@@ -63,6 +63,10 @@ class StoreSlot:
 
     def counts(self) -> dict[tuple[str, bool], int]:
         return self._current().counts()
+
+    @property
+    def journal(self) -> SigningJournal:
+        return self._current().journal
 
     def journal_get(self, pending_id: str) -> str | None:
         return self._current().journal_get(pending_id)

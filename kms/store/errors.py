@@ -21,5 +21,13 @@ class JournalConflictError(StoreError):
     """A pending transaction already has a different signed txData in the journal; it is never overwritten."""
 
 
+class JournalStateError(StoreError):
+    """The journal's state for a pending id does not allow this change (say, signing an id that is refused or held)."""
+
+
+class DaemonLockedError(StoreError):
+    """Another daemon holds the store's daemon lock; the message says who (pid, host, since when)."""
+
+
 class InvalidWalletError(StoreError):
     """A wallet record handed to the store is malformed (bad chain code, field name or value type)."""

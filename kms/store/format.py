@@ -66,17 +66,7 @@ CREATE TRIGGER wallets_recounted AFTER UPDATE OF chain, testnet ON wallets BEGIN
     INSERT INTO chain_counts (chain, testnet, wallets) VALUES (NEW.chain, NEW.testnet, 1)
         ON CONFLICT (chain, testnet) DO UPDATE SET wallets = wallets + 1;
 END;
-CREATE TABLE journal (
-    pending_id TEXT PRIMARY KEY NOT NULL,
-    chain TEXT NOT NULL,
-    tx_data TEXT NOT NULL,
-    request_sha256 TEXT NOT NULL DEFAULT '',
-    status TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
 PRAGMA application_id = 1802335025;
-PRAGMA user_version = 1;
 """
 
 _HEADER_AAD_PREFIX = b"kms-wallet-store/key\x00"
@@ -162,3 +152,12 @@ def decode_fields(plaintext: SecretBuffer) -> dict[str, str]:
     if not isinstance(fields, dict):
         raise ValueError("record plaintext is not an object")
     return fields
+
+
+def row_aad(signature_id: object, chain: object, testnet: object, kind: object) -> bytes | None:
+    """The associated data of a row as read back from the file, or None when its labels are not well-formed."""
+    if not (isinstance(signature_id, str) and isinstance(chain, str) and isinstance(kind, str)):
+        return None
+    if testnet not in (0, 1) or kind not in KINDS or not chain.isascii():
+        return None
+    return record_aad(signature_id, chain, bool(testnet), kind)
