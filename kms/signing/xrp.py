@@ -1,0 +1,132 @@
+"""XRP: sign a pending transaction as upstream's ``@tatumio/xrp`` 2.2.100 does (xrpl.js 2.14 ``Wallet.sign``).
+
+``serializedTransaction`` is the autofilled transaction JSON. The signature covers SHA-512Half of the signing prefix
+and the canonical binary encoding; ``sEd...`` seeds sign with ed25519, other seeds with secp256k1 (DER, RFC 6979,
+low-S); ``SigningPubKey`` and ``TxnSignature`` are added and the binary blob, upper-case hex, is what upstream posts
+to ``/v3/xrp/broadcast``. Beyond upstream: the transaction's ``Account`` must be the wallet's address.
+
+The raw key of an XRP wallet is its family seed text (ASCII): it carries the algorithm, which the 16 seed bytes
+alone do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from kms.api import NodeGateway, PendingTransaction
+from kms.errors import SigningError
+from kms.hygiene import SecretBuffer
+from kms.keys import KeyHandle
+from kms.signing.base import SignedTransaction
+from kms.signing.pending import check_chain, parse_json_object, single_key
+
+CODE = "XRP"
+BROADCAST_PATH = "/v3/xrp/broadcast"
+_SIGNATURE_FIELDS = ("TxnSignature", "Signers")
+_BAD_SEED = "invalid XRP secret: expected an XRP Ledger family seed (s...)"
+
+
+def xrp_raw_key(secret: str) -> SecretBuffer:
+    """The stored XRP secret (``sEd...`` or ``s...`` family seed) as the raw key the signer takes: its ASCII bytes,
+    checked to decode as a seed."""
+    from xrpl.core.addresscodec import decode_seed
+
+    if not isinstance(secret, str) or not secret.startswith("s") or not secret.isalnum() or not secret.isascii():
+        raise SigningError(_BAD_SEED)
+    try:
+        decode_seed(secret)
+    except Exception:  # the library's message may quote the seed
+        raise SigningError(_BAD_SEED) from None
+    return SecretBuffer(secret.encode("ascii"))
+
+
+def _keypair(seed: bytearray) -> tuple[str, str]:
+    from xrpl.core.keypairs import derive_keypair
+
+    try:
+        return derive_keypair(seed.decode("ascii"))
+    except Exception:
+        raise SigningError(_BAD_SEED) from None
+
+
+def _parse(pending: PendingTransaction) -> dict[str, Any]:
+    tx = parse_json_object(pending.serialized_transaction, CODE)
+    present = [name for name in _SIGNATURE_FIELDS if name in tx]
+    if present:
+        raise SigningError(f'XRP transaction must not contain "TxnSignature" or "Signers" (it has {present[0]})')
+    if not isinstance(tx.get("TransactionType"), str):
+        raise SigningError("XRP transaction has no TransactionType")
+    if not isinstance(tx.get("Account"), str):
+        raise SigningError("XRP transaction has no Account")
+    return tx
+
+
+def _normalized(value: Any) -> Any:
+    """Issued-currency amounts compare by number (xrpl.js strips trailing zeros before its own round-trip check)."""
+    if isinstance(value, dict):
+        if set(value) == {"currency", "issuer", "value"} and isinstance(value["value"], str):
+            try:
+                return {**value, "value": Decimal(value["value"])}
+            except InvalidOperation:
+                return value
+        return {key: _normalized(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_normalized(item) for item in value]
+    return value
+
+
+def _encode_signed(tx: dict[str, Any], public_key: str, private_key: str) -> str:
+    from xrpl.core.binarycodec import decode, encode, encode_for_signing
+    from xrpl.core.keypairs import sign
+
+    unsigned = {**tx, "SigningPubKey": public_key}
+    try:
+        signing_bytes = bytes.fromhex(encode_for_signing(unsigned))
+        signed = {**unsigned, "TxnSignature": sign(signing_bytes, private_key)}
+        blob = encode(signed)
+        decoded = decode(blob)
+    except SigningError:
+        raise
+    except Exception as exc:
+        raise SigningError(f"XRP transaction cannot be encoded: {type(exc).__name__}") from None
+    if _normalized(decoded) != _normalized(signed):
+        raise SigningError("Serialized transaction does not match original txJSON")
+    return blob
+
+
+class XrpSigner:
+    """Signs XRP pending transactions with one wallet; no network call."""
+
+    code = CODE
+    broadcast_path = BROADCAST_PATH
+
+    def sign(
+        self,
+        pending: PendingTransaction,
+        keys: Sequence[KeyHandle],
+        testnet: bool,
+        gateway: NodeGateway | None,
+    ) -> SignedTransaction:
+        from xrpl.core.keypairs import derive_classic_address
+
+        check_chain(pending, CODE)
+        key = single_key(CODE, keys)
+        tx = _parse(pending)
+        with key.raw() as seed:
+            public_key, private_key = _keypair(seed)
+        try:
+            address = derive_classic_address(public_key)
+            if tx["Account"] != address:
+                raise SigningError("the XRP transaction's Account is not the address of the signing key")
+            return SignedTransaction(_encode_signed(tx, public_key, private_key))
+        finally:
+            del private_key
+
+
+def sign_rate(pending: PendingTransaction, key: KeyHandle, rounds: int) -> None:
+    """Sign ``pending`` ``rounds`` times (for bench/sign.py)."""
+    signer = XrpSigner()
+    for _ in range(rounds):
+        signer.sign(pending, [key], True, None)
