@@ -95,12 +95,14 @@ def check_upstream_order(message: Any) -> None:
     )
     position = {pubkey: index for index, pubkey in enumerate(account_keys)}
     instructions = [
-        CompiledInstruction(
-            position[keys[i.program_id_index]], i.data, bytes(position[keys[a]] for a in i.accounts)
-        )
+        CompiledInstruction(position[keys[i.program_id_index]], i.data, bytes(position[keys[a]] for a in i.accounts))
         for i in message.instructions
     ]
     given = message.header
-    given_header = (given.num_required_signatures, given.num_readonly_signed_accounts, given.num_readonly_unsigned_accounts)
+    given_header = (
+        given.num_required_signatures,
+        given.num_readonly_signed_accounts,
+        given.num_readonly_unsigned_accounts,
+    )
     if header != given_header or account_keys != keys or instructions != list(message.instructions):
         raise SigningError("SOL message is not in the account order upstream's signer would sign; refused")

@@ -24,9 +24,9 @@ from kms.signing.pending import check_chain, single_key
 
 CODE = "XLM"
 BROADCAST_PATH = "/v3/xlm/broadcast"
-TESTNET_PASSPHRASE = "Test SDF Network ; September 2015"
-MAINNET_PASSPHRASE = "Public Global Stellar Network ; September 2015"
-_BAD_SECRET = "invalid XLM secret: expected a Stellar secret seed (S...)"
+TESTNET_PASSPHRASE = "Test SDF Network ; September 2015"  # noqa: S105 - a public network name
+MAINNET_PASSPHRASE = "Public Global Stellar Network ; September 2015"  # noqa: S105 - a public network name
+_INVALID_SEED = "invalid XLM secret: expected a Stellar secret seed (S...)"
 
 
 def network_passphrase(testnet: bool) -> str:
@@ -38,11 +38,11 @@ def xlm_raw_key(secret: str) -> SecretBuffer:
     from stellar_sdk import StrKey
 
     if not isinstance(secret, str) or not secret.startswith("S") or not secret.isalnum():
-        raise SigningError(_BAD_SECRET)
+        raise SigningError(_INVALID_SEED)
     try:
         seed = StrKey.decode_ed25519_secret_seed(secret)
     except Exception:  # the library's message may quote the secret
-        raise SigningError(_BAD_SECRET) from None
+        raise SigningError(_INVALID_SEED) from None
     return SecretBuffer(bytearray(seed))
 
 
@@ -60,7 +60,7 @@ def _envelope(pending: PendingTransaction, passphrase: str) -> Any:
     except Exception:
         raise SigningError("XLM serializedTransaction is not a Stellar transaction envelope (XDR)") from None
     if envelope_type != stellar_xdr.EnvelopeType.ENVELOPE_TYPE_TX:
-        raise SigningError(f"XLM envelope type {envelope_type.name} is not signed by this kms (expected ENVELOPE_TYPE_TX)")
+        raise SigningError(f"XLM envelope type {envelope_type.name} is not signed here (expected ENVELOPE_TYPE_TX)")
     try:
         return TransactionEnvelope.from_xdr(text, passphrase)
     except Exception:
