@@ -103,6 +103,7 @@ _RAW_FIELDS = (
     ("timestamp", 14, INT64),
     ("fee_limit", 18, INT64),
 )
+_RAW_JSON_FIELDS = frozenset(name for name, _, _ in _RAW_FIELDS)
 _PACKAGE = "kms.tron"
 _TYPE_URL_PREFIX = "type.googleapis.com/protocol."
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
@@ -247,6 +248,12 @@ def encode_raw_data(raw_data: Mapping[str, Any]) -> bytes:
     contracts = raw_data.get("contract")
     if not isinstance(contracts, list) or not contracts or not isinstance(contracts[0], Mapping):
         raise InvalidTransaction("raw_data.contract is missing")
+    # tronweb re-encodes only these; anything else would reach the node's JSON but not the signature: refused
+    if len(contracts) != 1:
+        raise InvalidTransaction("raw_data holds more than one contract")
+    unchecked = [name for name in raw_data if name not in _RAW_JSON_FIELDS]
+    if unchecked:
+        raise InvalidTransaction(f"raw_data.{unchecked[0][:40]} is not covered by the signature check")
     raw = _messages()["Raw"]()
     raw.contract.append(_encode_contract(contracts[0]))
     for name, _, kind in _RAW_FIELDS:
