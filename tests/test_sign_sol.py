@@ -141,7 +141,7 @@ def test_mint_key_from_the_pending_transaction_signs_too() -> None:
 def test_missing_signer_is_refused_before_any_call() -> None:
     vector = next(v for v in VECTORS if len(v["input"]["wallets"]) == 2)
     gateway = node_for(vector)
-    with pytest.raises(SigningError, match="^Signature verification failed"):
+    with pytest.raises(SigningError, match=r"^Signature verification failed"):
         sign(vector, gateway, keys=keys_of(vector)[1:])
     assert gateway.calls == []
 
