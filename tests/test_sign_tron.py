@@ -7,6 +7,7 @@ import copy
 import hashlib
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -234,3 +235,18 @@ def test_a_key_that_is_not_a_secp256k1_scalar_is_refused() -> None:
     other_kind = handle(SecretBuffer(bytes(range(1, 65))))  # 64 bytes: a key of another kind reaching this signer
     with pytest.raises(SigningError, match="not a secp256k1 key"):
         TronSigner().sign(pending_of(SIGNED[0]), [other_kind], True, None)
+
+
+UPSTREAM_CASES = json.loads(Path(__file__).with_name("test_sign_tron_upstream_cases.json").read_text())
+UPSTREAM_CASES_KEY = "b5a4cea271ff424d7c31dc12a3e43e401df7a40d7412a15750f3f0b6b5449a28"
+
+
+@pytest.mark.parametrize("case", UPSTREAM_CASES, ids=lambda c: c["type"])
+def test_every_contract_type_as_tronweb_encodes_and_signs_it(case: dict[str, Any]) -> None:
+    """Cases computed by tronweb 5.3.5 itself (``utils.transaction.txJsonToPb`` for raw_data_hex and txID, then
+    ``trx.sign``): every contract type kms re-encodes, with and without optional fields, memo data and fee_limit."""
+    pending = replace(pending_of(SIGNED[0]), serialized_transaction=case["serializedTransaction"])
+    signed = TronSigner().sign(pending, [handle(tron_raw_key(UPSTREAM_CASES_KEY))], True, None)
+    assert signed.payload == case["txData"]
+    tx = json.loads(case["serializedTransaction"])
+    assert hashlib.sha256(encode_raw_data(tx["raw_data"])).hexdigest() == tx["txID"]
