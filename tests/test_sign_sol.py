@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -425,3 +426,26 @@ def test_sign_and_submit_through_a_real_json_rpc_server(sol_node: tuple[str, lis
     assert signer.submit(signed, gateway) == vector["expected"]["txData"]
     assert [{"method": s["method"], "params": s["params"]} for s in seen] == vector["expected"]["rpcCalls"]
     assert {s["path"] for s in seen} == {vector["input"]["rpcPath"]} == {RPC_PATH.replace("{apiKey}", API_KEY)}
+
+
+UPSTREAM_CASES = json.loads(Path(__file__).with_name("test_sign_sol_upstream_cases.json").read_text())
+
+
+@pytest.mark.parametrize("case", UPSTREAM_CASES["cases"], ids=lambda c: c["description"])
+def test_cases_signed_by_web3js_itself(case: dict[str, Any]) -> None:
+    """Computed by @solana/web3.js 1.56.2 as upstream runs it (prepare with the placeholder blockhash, then
+    ``Transaction.populate(Message.from(hex))``, the blockhash set, ``sign(...wallets, mintPK)``, ``serialize``):
+    a mint account signed with ``mintPK`` and six recipients in web3.js's base58 order."""
+    vector = VECTORS[0]
+    gateway = node_for(
+        vector,
+        getLatestBlockhash={
+            "context": {"slot": 1},
+            "value": {"blockhash": UPSTREAM_CASES["blockhash"], "lastValidBlockHeight": 9},
+        },
+    )
+    keys = [handle(sol_raw_key(secret), f"wallet-{i}") for i, secret in enumerate(case["wallets"])]
+    pending = replace(pending_of(vector), serialized_transaction=case["serializedTransaction"])
+    signed = SolSigner(sleep=Sleeps()).sign(pending, keys, True, gateway)
+    assert signed.payload == case["sentTransactionBase64"]
+    Transaction.from_bytes(base64.b64decode(signed.payload)).verify()
