@@ -89,6 +89,17 @@ def test_ed25519_vector_matches_xrpl_py_signer() -> None:
     assert sign(vector) == reference.blob()
 
 
+def test_memo_in_lower_case_hex_and_amount_with_trailing_zeros_are_signed() -> None:
+    """xrpl.js accepts both (its round-trip check upper-cases memo hex and strips trailing zeros)."""
+    vector = VECTORS[1]
+    tx = json.loads(vector["input"]["pending"]["serializedTransaction"])
+    tx["Amount"] = {**tx["Amount"], "value": "3.1400"}
+    tx["Memos"] = [{"Memo": {"MemoData": "6b6d73", "MemoType": "74657874"}}]
+    decoded = verify_blob(sign(vector, json.dumps(tx)), vector["input"]["wallet"]["address"])
+    assert decoded["Memos"] == [{"Memo": {"MemoData": "6B6D73", "MemoType": "74657874"}}]
+    assert decoded["Amount"]["value"] == "3.14"
+
+
 # --- refusals -----------------------------------------------------------------------------------------------------
 
 

@@ -63,15 +63,22 @@ def _parse(pending: PendingTransaction) -> dict[str, Any]:
     return tx
 
 
+_MEMO_HEX_FIELDS = frozenset({"MemoData", "MemoType", "MemoFormat"})
+
+
 def _normalized(value: Any) -> Any:
-    """Issued-currency amounts compare by number (xrpl.js strips trailing zeros before its own round-trip check)."""
+    """What xrpl.js's own round-trip check (``checkTxSerialization``) lets differ: issued-currency amounts compare by
+    number (it strips trailing zeros) and memo fields by upper-case hex."""
     if isinstance(value, dict):
         if set(value) == {"currency", "issuer", "value"} and isinstance(value["value"], str):
             try:
                 return {**value, "value": Decimal(value["value"])}
             except InvalidOperation:
                 return value
-        return {key: _normalized(item) for key, item in value.items()}
+        return {
+            key: item.upper() if key in _MEMO_HEX_FIELDS and isinstance(item, str) else _normalized(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_normalized(item) for item in value]
     return value
