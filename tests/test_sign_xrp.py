@@ -100,6 +100,16 @@ def test_memo_in_lower_case_hex_and_amount_with_trailing_zeros_are_signed() -> N
     assert decoded["Amount"]["value"] == "3.14"
 
 
+@pytest.mark.parametrize("entropy", [bytes(16), bytes(range(16)), b"\xff" * 16, bytes(range(100, 116))])
+@pytest.mark.parametrize("algorithm", [CryptoAlgorithm.ED25519, CryptoAlgorithm.SECP256K1])
+def test_any_seed_signs_the_bytes_xrpl_py_makes(entropy: bytes, algorithm: CryptoAlgorithm) -> None:
+    seed = encode_seed(entropy, algorithm)
+    address = derive_classic_address(derive_keypair(seed)[0])
+    serialized = _payment_from(address)
+    reference = xrpl_sign(Transaction.from_xrpl(json.loads(serialized)), Wallet.from_seed(seed))
+    assert sign(VECTORS[0], serialized, seed) == reference.blob()
+
+
 # --- refusals -----------------------------------------------------------------------------------------------------
 
 
