@@ -25,7 +25,17 @@ from solders.transaction import Transaction
 
 from kms.errors import SigningError, TatumApiError
 from kms.signing.base import SignedTransaction
-from kms.signing.sol import CONFIRM_ATTEMPTS, RPC_PATH, SolSigner, sol_raw_key, transaction_id
+from kms.signing.sol import (
+    CONFIRM_ATTEMPTS,
+    LANDED,
+    RESEND,
+    RESIGN,
+    RPC_PATH,
+    SolSigner,
+    recovery_decision,
+    sol_raw_key,
+    transaction_id,
+)
 from tests.conftest import load_vectors
 from tests.signing_fakes import API_KEY, ScriptedGateway, handle, pending_of, sequence
 
@@ -359,6 +369,45 @@ def test_submit_refuses_a_payload_that_is_not_a_signed_transaction() -> None:
     with pytest.raises(SigningError, match="not a signed Solana transaction"):
         SolSigner().submit(SignedTransaction("bm90IGEgdHJhbnNhY3Rpb24="), gateway)
     assert gateway.calls == []
+
+
+# --- after a crash: re-send the same bytes, re-sign only when the node proves the old ones can never land ---------
+
+
+def _status(found: bool) -> dict[str, Any]:
+    return {
+        "context": {"slot": 9},
+        "value": [{"slot": 8, "err": None, "confirmationStatus": "confirmed"} if found else None],
+    }
+
+
+@pytest.mark.parametrize(
+    ("height", "found", "decision"),
+    [(2001, True, LANDED), (1999, True, LANDED), (2000, False, RESEND), (1500, False, RESEND), (2001, False, RESIGN)],
+)
+def test_recovery_decision(height: int, found: bool, decision: str) -> None:
+    vector = VECTORS[0]
+    signed = _signed(vector)  # lastValidBlockHeight 2000
+    gateway = node_for(vector, getBlockHeight=height, getSignatureStatuses=_status(found))
+    assert recovery_decision(signed, gateway) == decision
+    assert gateway.methods() == ["getBlockHeight", "getSignatureStatuses"]  # height first: then "not found" is proof
+    assert gateway.calls[1].params == [[vector["expected"]["txData"]], {"searchTransactionHistory": True}]
+
+
+def test_recovery_without_a_recorded_height_never_resigns() -> None:
+    signed = replace(_signed(VECTORS[0]), meta={})
+    gateway = node_for(VECTORS[0], getBlockHeight=10**9, getSignatureStatuses=_status(False))
+    assert recovery_decision(signed, gateway) == RESEND
+
+
+@pytest.mark.parametrize(
+    ("height", "statuses"),
+    [(None, _status(False)), (True, _status(False)), (2001, None), (2001, {"value": []}), (2001, {"value": ["x"]})],
+)
+def test_recovery_with_unreadable_answers_is_an_error(height: Any, statuses: Any) -> None:
+    gateway = node_for(VECTORS[0], getBlockHeight=height, getSignatureStatuses=statuses)
+    with pytest.raises(TatumApiError):
+        recovery_decision(_signed(VECTORS[0]), gateway)
 
 
 # --- through a real HTTP JSON-RPC server on 127.0.0.1 ----------------------------------------------------------------

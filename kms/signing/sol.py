@@ -220,6 +220,37 @@ class SolSigner:
         )
 
 
+LANDED = "landed"
+"""The signature is on chain (successfully or not): broadcast its id, never send or sign again."""
+RESEND = "resend"
+"""Not seen on chain and the blockhash may still be valid: send the journaled bytes again (same signature)."""
+RESIGN = "resign"
+"""The node proves the blockhash expired and the signature never landed: only now may a fresh blockhash be signed."""
+
+
+def recovery_decision(signed: SignedTransaction, gateway: NodeGateway) -> str:
+    """What to do with a journaled SOL transaction after a crash: ``LANDED``, ``RESEND`` or ``RESIGN``.
+
+    The block height is asked first: once the finalized height is past ``lastValidBlockHeight`` the transaction can
+    no longer land, so a status look-up made after that (searching the whole history) that finds nothing proves it
+    never did. Any doubt (no height recorded, an unreadable answer) is ``RESEND``-or-error, never ``RESIGN``."""
+    tx_id = transaction_id(signed.payload)
+    last_valid = signed.meta.get("lastValidBlockHeight")
+    height = gateway.node_rpc(RPC_PATH, "getBlockHeight", [{"commitment": "finalized"}], what="SOL block height")
+    if isinstance(height, bool) or not isinstance(height, int) or height < 0:
+        raise TatumApiError("SOL block height: the node gateway answered no block height")
+    statuses = gateway.node_rpc(
+        RPC_PATH, "getSignatureStatuses", [[tx_id], {"searchTransactionHistory": True}], what="SOL signature status"
+    )
+    value = statuses.get("value") if isinstance(statuses, Mapping) else None
+    if not isinstance(value, list) or len(value) != 1 or not (value[0] is None or isinstance(value[0], Mapping)):
+        raise TatumApiError("SOL signature status: the node gateway answered no status for the signature")
+    if value[0] is not None:
+        return LANDED
+    expired = isinstance(last_valid, int) and not isinstance(last_valid, bool) and height > last_valid
+    return RESIGN if expired else RESEND
+
+
 def _meta_error(found: Mapping[str, Any]) -> str | None:
     """The ``meta.err`` of a found transaction as short one-line text, or None when it succeeded."""
     import json
