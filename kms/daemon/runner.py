@@ -233,7 +233,7 @@ def run(args: Namespace) -> int:
             slot,
             client,
             four_eye=four_eye,
-            lookups=_evm_lookups(client, options),
+            gateway=client.gateway(options.config.testnet),
             metrics=metrics,
             audit=audit,
             stop=shutdown.stop,
@@ -276,16 +276,6 @@ def run(args: Namespace) -> int:
             sys.stdout.flush()
     log.info("stopped; secrets wiped")
     return 0
-
-
-def _evm_lookups(client: TatumClient, options: DaemonOptions) -> Any:
-    """The EVM signers' nonce / gas / chain-id look-ups, through the daemon's client: same connection pool, same
-    retry policy (so the look-ups' own retries are turned off)."""
-    from kms.signing.evm_lookups import LookupRetry, TatumEvmLookups
-
-    return TatumEvmLookups(
-        client.http, options.api_key, retry=LookupRetry(attempts=1), testnet_type=options.testnet_type
-    )
 
 
 def _announce(options: DaemonOptions) -> None:
