@@ -24,7 +24,7 @@ from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from kms.chains import get_chain, supported_codes
 from kms.chains.base import Chain

@@ -57,7 +57,9 @@ def pending_of(vector: dict[str, Any], **extra: Any) -> PendingTransaction:
     )
 
 
-def wif_handle(chain: str, wif: str, testnet: bool, index: int | None = None, signature_id: str = "wallet") -> KeyHandle:
+def wif_handle(
+    chain: str, wif: str, testnet: bool, index: int | None = None, signature_id: str = "wallet"
+) -> KeyHandle:
     """A key handle as the daemon makes it from a stored WIF: the chain decodes it (and checks its network)."""
     with SecretBuffer(wif) as secret:
         return KeyHandle(signature_id, get_chain(chain).raw_signing_key(secret, "privateKey", None, testnet), index)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from kms.api import PendingTransaction
+from kms.chains.utxo import BITCOIN, DOGECOIN, LITECOIN
 from kms.errors import SigningError
+from kms.keys import KeyHandle
 from kms.signing.bch import BchSigner
 from kms.signing.utxo import UtxoSigner
-from kms.chains.utxo import BITCOIN, DOGECOIN, LITECOIN
-from kms.keys import KeyHandle
 from tests.conftest import load_vectors
 from tests.test_sign_utxo import keys_of, wif_handle
 
@@ -102,7 +102,9 @@ def test_outputs_exceeding_inputs() -> None:
 
 def test_wif_of_the_wrong_network() -> None:
     ltc_mainnet = LTC["input"]["keys"][0]["wif"]  # a Litecoin mainnet WIF
-    expect_refusal(lambda: sign_btc(btc_json(), [wif_handle("BTC", ltc_mainnet, True)]), "not a WIF for Bitcoin testnet")
+    expect_refusal(
+        lambda: sign_btc(btc_json(), [wif_handle("BTC", ltc_mainnet, True)]), "not a WIF for Bitcoin testnet"
+    )
     pending = PendingTransaction(
         id="p", chain="LTC", serialized_transaction=LTC["input"]["pending"]["serializedTransaction"]
     )

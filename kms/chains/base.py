@@ -18,7 +18,7 @@ from kms.api import NodeGateway, PendingTransaction
 from kms.errors import SigningError
 from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
-from kms.signing.base import Signer, SignedTransaction
+from kms.signing.base import SignedTransaction, Signer
 
 KIND_MNEMONIC = "mnemonic"
 """The ``kind`` of a mnemonic wallet's secret; any other kind is key text (``privateKey`` or ``secret``)."""

@@ -114,14 +114,16 @@ class UtxoChain(Secp256k1Bip44Chain):
             raise SigningError("the key is not a WIF private key")
         try:
             decoded = Base58Decoder.Decode(text.strip())
-        except Exception:  # noqa: BLE001 - the library's message may quote the key
+        except Exception:
             decoded = None
         if decoded is None:
             raise SigningError("the key is not a WIF private key")
         with SecretBuffer(decoded) as data:
             del decoded
             view = data.view()
-            if len(view) < 5 or not hmac.compare_digest(DoubleSha256.QuickDigest(bytes(view[:-4]))[:4], bytes(view[-4:])):
+            if len(view) < 5 or not hmac.compare_digest(
+                DoubleSha256.QuickDigest(bytes(view[:-4]))[:4], bytes(view[-4:])
+            ):
                 raise SigningError("the key is not a WIF private key (bad checksum)")
             payload = view[:-4]
             if len(payload) == 34 and payload[33] == 0x01:

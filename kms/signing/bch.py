@@ -29,11 +29,11 @@ from bitcointx.core.script import (
 from bitcointx.core.serialize import SerializationError
 
 from kms.api import NodeGateway, PendingTransaction
+from kms.chains.utxo import BITCOIN_CASH
+from kms.errors import SigningError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
-from kms.errors import SigningError
 from kms.signing.bch_schnorr import schnorr_sign
-from kms.chains.utxo import BITCOIN_CASH
 from kms.signing.utxo_common import (
     SigningNetwork,
     UtxoKey,

@@ -202,6 +202,7 @@ class EvmSigner:
         if isinstance(answer, bool) or not isinstance(answer, int) or not minimum <= answer <= maximum:
             raise SigningError(f"the look-up service returned an unusable {self.code} {what}")
         return answer
+
     def _check_costs(self, resolved: _Resolved) -> None:
         fields = resolved.fields
         floor = intrinsic_gas(fields.data, fields.to is None)
@@ -248,9 +249,7 @@ class CeloSigner(EvmSigner):
         if fields.fee_currency is None:
             return super()._gas_price(fields, lookups)
         currency = to_checksum_address(fields.fee_currency)
-        price = self._lookup(
-            lookups, "gas price", lambda look: look.fee_currency_gas_price(currency), 1, UINT256_MAX
-        )
+        price = self._lookup(lookups, "gas price", lambda look: look.fee_currency_gas_price(currency), 1, UINT256_MAX)
         threshold_floor = self.quirks.fee_currency_price_floors.get(fields.fee_currency)
         if threshold_floor is not None and price <= threshold_floor[0]:
             price = threshold_floor[1]

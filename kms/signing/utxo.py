@@ -39,9 +39,9 @@ from bitcointx.core.script import (
 )
 
 from kms.api import NodeGateway, PendingTransaction
+from kms.errors import SigningError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
-from kms.errors import SigningError
 from kms.signing.utxo_common import (
     JS_SAFE_INTEGER,
     UINT32_MAX,

@@ -23,13 +23,12 @@ import httpx
 from kms import __version__
 from kms.api import PendingTransaction
 from kms.tatum.errors import MalformedResponseError, TatumHttpError, TatumUnavailableError
+from kms.tatum.gateway import TatumGateway
 from kms.tatum.pending import Rejected, parse_pending, parse_pending_list
 from kms.tatum.proxy import transport_for
 from kms.tatum.retry import RetryingTransport, RetryPolicy
-from kms.tatum.gateway import TatumGateway
-from kms.tatum.version import CLIENT_VERSION
+from kms.tatum.version import CLIENT_VERSION, VersionWatch
 from kms.tatum.version import HEADER as LATEST_VERSION_HEADER
-from kms.tatum.version import VersionWatch
 
 log = logging.getLogger("kms.tatum")
 
