@@ -29,13 +29,12 @@ from bitcointx.core.script import (
 from bitcointx.core.serialize import SerializationError
 
 from kms.api import NodeGateway, PendingTransaction
-from kms.chains.utxo import BITCOIN_CASH
+from kms.chains.utxo import BITCOIN_CASH, SigningNetwork
 from kms.errors import SigningError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 from kms.signing.bch_schnorr import schnorr_sign
 from kms.signing.utxo_common import (
-    SigningNetwork,
     UtxoKey,
     check_chain,
     check_offchain_keys,

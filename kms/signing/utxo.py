@@ -39,13 +39,13 @@ from bitcointx.core.script import (
 )
 
 from kms.api import NodeGateway, PendingTransaction
+from kms.chains.utxo import SigningNetwork
 from kms.errors import SigningError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 from kms.signing.utxo_common import (
     JS_SAFE_INTEGER,
     UINT32_MAX,
-    SigningNetwork,
     UtxoKey,
     check_chain,
     check_offchain_keys,

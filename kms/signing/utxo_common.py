@@ -24,7 +24,6 @@ MAX_SERIALIZED_CHARS = 4_000_000
 """Far above any standard transaction (100 kvB); refuses absurd input before parsing it."""
 
 UINT32_MAX = 2**32 - 1
-__all__ = ["SigningNetwork"]  # re-exported for the signers' annotations
 JS_SAFE_INTEGER = 2**53 - 1
 """Upstream handles amounts as JavaScript numbers: anything above this is not an exact amount there."""
 
