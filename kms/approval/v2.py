@@ -81,9 +81,13 @@ class ApprovalV2:
             raise UsageError(f"approval v2 needs the approver's URL: --approval-url or {APPROVAL_URL}")
         return cls(target, load_signing_key(settings), load_pinned_key(settings, approver_key), **options)  # type: ignore[arg-type]
 
-    def check(self, pending: PendingTransaction, intent: Intent, payload_sha256: str) -> Decision:
-        """Ask the approver about these exact bytes. Call only once they are final (see the module docstring)."""
-        if not intent.known and not self.allow_unknown:
+    def check(
+        self, pending: PendingTransaction, intent: Intent, payload_sha256: str, *, unknown_allowed: bool | None = None
+    ) -> Decision:
+        """Ask the approver about these exact bytes. Call only once they are final (see the module docstring).
+        ``unknown_allowed`` (the local policy's ``allows_unknown(chain)``) overrides ``allow_unknown``."""
+        allowed = self.allow_unknown if unknown_allowed is None else unknown_allowed
+        if not intent.known and not allowed:
             return Decision(Verdict.REFUSED, f"unknown_intent: {intent.unknown_reason or 'not decodable'}")
         if not _SHA256_HEX.fullmatch(payload_sha256 or ""):
             return Decision(Verdict.REFUSED, "bad_request: the payload digest is not a hex SHA-256")
