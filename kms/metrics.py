@@ -198,7 +198,9 @@ class PolicyInfo:
     after a reload the old hash's series is removed."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._gauge = Gauge("kms_policy_info", "The local policy file in force (its SHA-256).", ["sha256"], registry=registry)
+        self._gauge = Gauge(
+            "kms_policy_info", "The local policy file in force (its SHA-256).", ["sha256"], registry=registry
+        )
         self._current: str | None = None
 
     def set(self, sha256: str) -> None:

@@ -19,8 +19,8 @@ NATIVE = "native"
 """The asset of a chain's own coin."""
 
 NATIVE_TRANSFER = "native_transfer"
-TOKEN_TRANSFER = "token_transfer"
-TOKEN_TRANSFER_FROM = "token_transfer_from"
+TOKEN_TRANSFER = "token_transfer"  # noqa: S105 - a transaction type, not a credential
+TOKEN_TRANSFER_FROM = "token_transfer_from"  # noqa: S105
 UTXO_TRANSFER = "utxo_transfer"
 UNKNOWN = "unknown"
 

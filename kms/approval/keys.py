@@ -76,8 +76,8 @@ def algorithm_of(key: PrivateKey | PublicKey) -> str:
 
 
 def generate_signing_key(algorithm: str = "ES256") -> SigningKey:
-    key: PrivateKey = ed25519.Ed25519PrivateKey.generate() if algorithm == "EdDSA" else ec.generate_private_key(
-        ec.SECP256R1()
+    key: PrivateKey = (
+        ed25519.Ed25519PrivateKey.generate() if algorithm == "EdDSA" else ec.generate_private_key(ec.SECP256R1())
     )
     return SigningKey(key, algorithm_of(key))
 

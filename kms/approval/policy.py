@@ -322,7 +322,9 @@ def _types(value: object, where: str) -> frozenset[str] | None:
         raise UsageError(f"policy: {where} must be a list of transaction types")
     unknown = sorted(set(value) - KNOWN_TYPES)
     if unknown:
-        raise UsageError(f"policy: {where} names an unknown type {unknown[0][:40]!r} ({', '.join(sorted(KNOWN_TYPES))})")
+        raise UsageError(
+            f"policy: {where} names an unknown type {unknown[0][:40]!r} ({', '.join(sorted(KNOWN_TYPES))})"
+        )
     return frozenset(value)
 
 

@@ -116,7 +116,9 @@ class ApprovalV2:
         except httpx.HTTPError as exc:
             return _unavailable("unreachable", f"the approver is unreachable ({type(exc).__name__})")
         if 300 <= answer.status < 400:
-            return _unavailable("redirect", f"the approver redirected (HTTP {answer.status}); not followed", answer.status)
+            return _unavailable(
+                "redirect", f"the approver redirected (HTTP {answer.status}); not followed", answer.status
+            )
         if answer.status != 200:
             return _unavailable("http_status", f"the approver answered HTTP {answer.status}", answer.status)
         return self._judge(answer.body, request)

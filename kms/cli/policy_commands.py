@@ -26,7 +26,8 @@ MAX_PENDING_FILE = 8 * 1024 * 1024
 
 APPROVAL_HELP = (
     "Approval protocol v2: 'kms approval pubkey' prints the daemon's approval public key (from "
-    "TATUM_KMS_APPROVAL_KEY or TATUM_KMS_APPROVAL_KEY_FILE, a P-256 or Ed25519 PEM private key) for the approver to pin."
+    "TATUM_KMS_APPROVAL_KEY or TATUM_KMS_APPROVAL_KEY_FILE, a P-256 or Ed25519 PEM private key) for the approver "
+    "to pin."
 )
 POLICY_HELP = (
     "The local policy: 'kms policy check FILE' validates a TOML policy and prints it normalised with its SHA-256; "

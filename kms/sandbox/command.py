@@ -10,6 +10,7 @@ from argparse import Namespace
 from types import FrameType
 
 from kms.errors import UsageError
+from kms.sandbox.approver_options import approver_from_args, approver_info
 from kms.sandbox.server import Sandbox
 from kms.sandbox.state import SandboxState
 
@@ -40,7 +41,7 @@ def run(args: Namespace) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
-    with sandbox:
+    with sandbox, approver_from_args(args) as approver:
         print(
             json.dumps(
                 {
@@ -48,6 +49,7 @@ def run(args: Namespace) -> int:
                     "approvalUrl": sandbox.approval_url,
                     "admin": f"{sandbox.url}/_sandbox/state",
                     "hint": f"TATUM_API_URL={sandbox.url} kms daemon --testnet --externalUrl {sandbox.approval_url}",
+                    **approver_info(approver),
                 }
             ),
             flush=True,
