@@ -142,6 +142,12 @@ class ApprovalV2:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> ApprovalV2:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _unavailable(code: str, detail: str, status: int | None = None) -> Decision:
     return Decision(Verdict.UNAVAILABLE, f"{code}: {detail}", status)
