@@ -53,7 +53,7 @@ def evm_pending(**fields: Any) -> PendingTransaction:
 @pytest.mark.parametrize("vector", load_vectors("daemon-eth.json"), ids=lambda v: v["description"][:40])
 def test_eth_vector_destination_and_amount_are_those_of_the_signed_transaction(vector: dict[str, Any]) -> None:
     intent = decode_intent(pending_of(vector["input"]["pending"]), vector["testnet"])
-    nonce, gas_price, gas, to, value, data, *_ = rlp.decode(bytes.fromhex(vector["expected"]["txData"][2:]))
+    _nonce, gas_price, gas, to, value, data, *_ = rlp.decode(bytes.fromhex(vector["expected"]["txData"][2:]))
     assert intent.type == NATIVE_TRANSFER and intent.network == "testnet" and intent.chain == "ETH"
     [destination] = intent.destinations
     assert destination.address == "0x" + to.hex()

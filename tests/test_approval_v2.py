@@ -4,9 +4,9 @@ answer is refused (with its reason code), plus the keys' settings and `kms appro
 from __future__ import annotations
 
 import os
-import uuid
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
