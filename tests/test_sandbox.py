@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -180,7 +181,7 @@ def test_sandbox_command_stops_on_sigint() -> None:
     assert proc.wait(timeout=15) == 0
 
 
-def test_kms_sandbox_runs_an_approval_v2_approver_with_its_own_key_and_rules(tmp_path) -> None:
+def test_kms_sandbox_runs_an_approval_v2_approver_with_its_own_key_and_rules(tmp_path: Path) -> None:
     from kms.api import PendingTransaction
     from kms.approval.intent import NATIVE_TRANSFER, Destination, Intent, payload_digest
     from kms.approval.keys import generate_signing_key, public_key_from_pem
