@@ -93,6 +93,7 @@ def test_the_request_is_signed_by_the_daemon_and_carries_intent_digest_and_expir
         ("bad_json", "bad_answer"),
         ("redirect", "redirect"),
         ("oversized", "oversized"),
+        ("oversized_chunked", "oversized"),
         ("trickle", "timeout"),
         ("timeout", "timeout"),
         ("server_error", "http_status"),

@@ -25,8 +25,8 @@ log = logging.getLogger("kms.approval")
 
 MAX_REQUEST = 256 * 1024
 FAULTS = frozenset(
-    {"tamper", "other_key", "other_digest", "expired", "replay", "bad_json", "redirect", "oversized", "trickle",
-     "timeout", "server_error"}
+    {"tamper", "other_key", "other_digest", "expired", "replay", "bad_json", "redirect", "oversized",
+     "oversized_chunked", "trickle", "timeout", "server_error"}
 )  # fmt: skip
 
 
@@ -121,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, config: ApproverConfig, claims: dict[str, Any], decision: str, why: str) -> None:
         fault = config.fault
-        if fault in ("redirect", "server_error", "bad_json", "oversized", "trickle", "timeout"):
+        if fault in ("redirect", "server_error", "bad_json", "oversized", "oversized_chunked", "trickle", "timeout"):
             self._misbehave(fault, config.fault_seconds)
             return
         key = generate_signing_key(config.key.algorithm) if fault == "other_key" else config.key
@@ -145,6 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"approved": true', "application/json")
         elif fault == "oversized":
             self._send(200, b"A" * (1024 * 1024), "application/jwt")
+        elif fault == "oversized_chunked":  # no length announced: only counting the bytes can stop it
+            self._chunked(b"A" * 8192, 128)
         elif fault == "timeout":
             time.sleep(seconds)
             self._send(503, b"late")
@@ -161,6 +163,18 @@ class _Handler(BaseHTTPRequestHandler):
                 except OSError:
                     return
                 time.sleep(0.05)
+            self.close_connection = True
+
+    def _chunked(self, chunk: bytes, count: int) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/jwt")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        try:
+            for _ in range(count):
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
             self.close_connection = True
 
     def _send(

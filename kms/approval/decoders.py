@@ -100,6 +100,8 @@ def decode_intent(pending: PendingTransaction, testnet: bool) -> Intent:
     except KmsError as exc:
         # The signer's own parser refused it: the signer would refuse it too.
         return unknown_intent(chain.code, testnet, f"not decodable: {exc}")
+    except Exception as exc:  # a library's surprise must not stop the daemon; unknown fails closed
+        return unknown_intent(chain.code, testnet, f"not decodable ({type(exc).__name__})")
 
 
 __all__ = ["Decoder", "Family", "decode_intent", "families", "family_of", "register_family"]

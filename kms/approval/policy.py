@@ -18,7 +18,9 @@ any signature, in this order (the first failing rule refuses, and the refusal na
     max_per_tx = "1000000000000000000"           # base units; a string for amounts beyond 64 bits
     daily_amount = "5000000000000000000"         # per wallet in any 24 hours
 
-Change outputs (UTXO, back to an address the transaction spends from) are not payments. A wallet is the set of
+Destinations are the recipients; for a token transfer the token contract is the asset, so ``unlisted_assets =
+"deny"`` with one ``assets`` table per token is how only known tokens pass. Change outputs (UTXO, back to an address
+the transaction spends from) are not payments. A wallet is the set of
 signatureIds the pending transaction is signed with, per chain. The 24-hour figures live in a ``VelocityLedger``;
 the daemon records a transaction there once it is signed (``LocalPolicy.record``).
 
