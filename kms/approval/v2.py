@@ -90,7 +90,7 @@ class ApprovalV2:
         if not intent.known and not allowed:
             return Decision(Verdict.REFUSED, f"unknown_intent: {intent.unknown_reason or 'not decodable'}")
         if not _SHA256_HEX.fullmatch(payload_sha256 or ""):
-            return Decision(Verdict.REFUSED, "bad_request: the payload digest is not a hex SHA-256")
+            return _unavailable("bad_request", "the payload digest is not a hex SHA-256")  # the caller's bug
         request = sign_request(
             self.key,
             request_id=self._request_ids(),
