@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kms.cli.journal_commands import register as register_journal_commands
 
     register_journal_commands(command)
+    from kms.cli.policy_commands import register as register_policy_commands
+
+    register_policy_commands(command)
     from kms.cli.daemon_commands import register as register_daemon_commands
 
     register_daemon_commands(command)
