@@ -23,10 +23,9 @@ from solders.pubkey import Pubkey
 from solders.system_program import CreateAccountParams, TransferParams, create_account, transfer
 from solders.transaction import Transaction
 
-from kms.errors import SigningError, TatumApiError
-from kms.signing.base import SignedTransaction
 from kms.chains.sol import RPC_PATH
-from kms.signing.base import LANDED, RESEND, RESIGN
+from kms.errors import SigningError, TatumApiError
+from kms.signing.base import LANDED, RESEND, RESIGN, SignedTransaction
 from kms.signing.sol import CONFIRM_ATTEMPTS, SolSigner, transaction_id
 from tests.conftest import load_vectors
 from tests.signing_fakes import API_KEY, ScriptedGateway, handle, pending_of, raw_key, sequence
@@ -59,7 +58,9 @@ class Sleeps(list[float]):
 
 def sign(vector: Mapping[str, Any], gateway: Any, serialized: str | None = None, keys: Any = None) -> SignedTransaction:
     pending = pending_of(vector, serialized)
-    return SolSigner("SOL", RPC_PATH, sleep=Sleeps()).sign(pending, keys_of(vector) if keys is None else keys, True, gateway)
+    return SolSigner("SOL", RPC_PATH, sleep=Sleeps()).sign(
+        pending, keys_of(vector) if keys is None else keys, True, gateway
+    )
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["description"])
@@ -272,7 +273,9 @@ def test_signing_needs_a_gateway() -> None:
 
 def test_other_chain_is_refused() -> None:
     with pytest.raises(SigningError, match="not a SOL transaction"):
-        SolSigner("SOL", RPC_PATH).sign(replace(pending_of(VECTORS[0]), chain="XLM"), keys_of(VECTORS[0]), True, node_for(VECTORS[0]))
+        SolSigner("SOL", RPC_PATH).sign(
+            replace(pending_of(VECTORS[0]), chain="XLM"), keys_of(VECTORS[0]), True, node_for(VECTORS[0])
+        )
 
 
 # --- a lying or failing node gateway -------------------------------------------------------------------------------

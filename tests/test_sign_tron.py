@@ -32,7 +32,9 @@ DERIVATION = next(
 
 def sign(vector: dict[str, Any], serialized: str | None = None, key_hex: str | None = None, **extra: Any) -> str:
     key = raw_key("TRON", key_hex or vector["input"]["wallet"]["privateKey"])
-    return TronSigner("TRON").sign(pending_of(vector, serialized, **extra), [handle(key)], vector["testnet"], None).payload
+    return (
+        TronSigner("TRON").sign(pending_of(vector, serialized, **extra), [handle(key)], vector["testnet"], None).payload
+    )
 
 
 def tx_of(vector: dict[str, Any]) -> dict[str, Any]:

@@ -11,9 +11,9 @@ import pytest
 from stellar_sdk import Keypair, TransactionBuilder, TransactionEnvelope
 from stellar_sdk.exceptions import BadSignatureError
 
+from kms.chains.xlm import MAINNET_PASSPHRASE, NETWORK_PASSPHRASES, TESTNET_PASSPHRASE, network_passphrase
 from kms.errors import SigningError
 from kms.hygiene import SecretBuffer
-from kms.chains.xlm import MAINNET_PASSPHRASE, NETWORK_PASSPHRASES, TESTNET_PASSPHRASE, network_passphrase
 from kms.signing.xlm import XlmSigner
 from tests.conftest import load_vectors
 from tests.signing_fakes import handle, pending_of, raw_key
@@ -122,4 +122,6 @@ def test_other_chain_key_count_and_key_kind_are_refused() -> None:
     with pytest.raises(SigningError, match="exactly one key, got 2"):
         XlmSigner("XLM", NETWORK_PASSPHRASES).sign(pending_of(VECTORS[0]), [key, key], True, None)
     with pytest.raises(SigningError, match="not a 32-byte ed25519 seed"):
-        XlmSigner("XLM", NETWORK_PASSPHRASES).sign(pending_of(VECTORS[0]), [handle(SecretBuffer(bytes(range(1, 65))))], True, None)
+        XlmSigner("XLM", NETWORK_PASSPHRASES).sign(
+            pending_of(VECTORS[0]), [handle(SecretBuffer(bytes(range(1, 65))))], True, None
+        )
