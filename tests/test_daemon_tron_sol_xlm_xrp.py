@@ -72,9 +72,9 @@ def client(sandbox: Sandbox) -> Iterator[TatumClient]:
         yield c
 
 
-def run_cycle(store: WalletStore, client: TatumClient, testnet: bool = True) -> Any:
+def run_cycle(store: WalletStore, client: TatumClient, testnet: bool = True, audit: Any = None) -> Any:
     config = DaemonConfig(chains=CHAINS, testnet=testnet, concurrency=4)
-    daemon = Daemon(config, store, client, gateway=client.gateway(testnet))
+    daemon = Daemon(config, store, client, gateway=client.gateway(testnet), audit=audit)
     try:
         return daemon.run_cycle()
     finally:
@@ -310,7 +310,8 @@ def test_sol_proven_expired_and_never_landed_is_resigned_as_a_journal_transition
     fresh_blockhash = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM"
     node.configure({"blockHeight": 2001, "blockhash": fresh_blockhash, "lastValidBlockHeight": 2151})
     admin.enqueue(pending)
-    report = run_cycle(store, client)
+    audit: list[dict[str, Any]] = []
+    report = run_cycle(store, client, audit=audit.append)
     assert report.errors == [] and report.outcomes[Outcome.BROADCAST] == 1
     calls = [m for m, _ in node.calls]
     # the old signature is proven absent (after the height passed its last valid height) before anything is signed
@@ -329,6 +330,9 @@ def test_sol_proven_expired_and_never_landed_is_resigned_as_a_journal_transition
     assert entry.meta is not None and entry.meta["blockhash"] == fresh_blockhash
     assert entry.meta["replacedPayloadSha256"] == hashlib.sha256(old.encode()).hexdigest()
     assert "re-signed" in entry.reason
+    decision = next(r for r in audit if r["record"] == "decision")
+    assert decision["replacesPayloadSha256"] == entry.meta["replacedPayloadSha256"]
+    assert decision["payloadSha256"] == hashlib.sha256(new.encode()).hexdigest()
     assert broadcasts(admin)[pending["id"]]["txData"] == tx_id(new) != tx_id(old)
     assert sorted(node.snapshot()["landed"]) == [tx_id(new)]  # one pending id, one landed transaction
     # the fresh transaction is the same message under the fresh blockhash, signed by the same keys (solders verifies)

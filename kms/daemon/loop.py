@@ -340,7 +340,7 @@ class Daemon:
             return Outcome.REFUSED if pending.id in self._refused_this_run else Outcome.UNAVAILABLE
         landed_id: str | None = None
         if entry.state is State.SIGNED and entry.tx_data is not None:
-            signed, landed_id, outcome = self._resume(pending, chain, entry, txlog)
+            signed, landed_id, outcome = self._resume(pending, chain, entry, txlog, trail)
         else:
             signed = self._sign(pending, chain, txlog)
             outcome = Outcome.BROADCAST
@@ -396,7 +396,12 @@ class Daemon:
         return False
 
     def _resume(
-        self, pending: PendingTransaction, chain: Chain, entry: Entry, txlog: logging.LoggerAdapter[Any]
+        self,
+        pending: PendingTransaction,
+        chain: Chain,
+        entry: Entry,
+        txlog: logging.LoggerAdapter[Any],
+        trail: _Trail,
     ) -> tuple[SignedTransaction, str | None, Outcome]:
         """A journaled transaction: (what to send, the id to broadcast without sending when it already landed, the
         outcome). The same payload again, except for a chain whose signature can expire unsent
@@ -415,6 +420,7 @@ class Daemon:
             return signed, self._stage("recovery", lambda: signer.transaction_id(signed)), Outcome.REBROADCAST
         if decision is Recovery.RESIGN:
             txlog.warning("the journaled transaction expired and never landed (the node says so); signing it anew")
+            trail.record["replacesPayloadSha256"] = hashlib.sha256(signed.payload.encode()).hexdigest()
             return self._sign(pending, chain, txlog, replacing=signed), None, Outcome.BROADCAST
         txlog.info("already signed before and not on chain yet; sending the same signed transaction again")
         return signed, None, Outcome.REBROADCAST
