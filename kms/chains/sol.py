@@ -50,12 +50,10 @@ def seed_of_secret_key(text: SecretBuffer, message: str = _MESSAGE) -> SecretBuf
     with whole:
         if len(whole) != SECRET_KEY_BYTES:
             raise SigningError(message)
-        seed = SecretBuffer(whole.view()[:32])
-        public_key = attempt(message, lambda: _public_key(seed.bytes()), SigningError)
+        public_key = attempt(message, lambda: _public_key(bytes(whole.view()[:32])), SigningError)
         if public_key != whole.view()[32:]:
-            seed.wipe()
             raise SigningError(_NOT_A_PAIR)
-        return seed
+        return SecretBuffer(whole.view()[:32])
 
 
 class SolChain(KeyPairChain):
