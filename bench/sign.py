@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -22,6 +23,7 @@ from eth_utils import keccak
 
 from kms.api import PendingTransaction
 from kms.chains import get_chain
+from kms.chains.base import loaded_signer
 from kms.chains.evm import evm_signer
 from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
@@ -165,9 +167,103 @@ def btc_section(seconds: float) -> list[Row]:
     ]
 
 
+# -- TRON, SOL, XLM, XRP: the transactions kms demo builds, signed by each chain's registry signer --------------------
+
+
+def _wallet_and_signer(code: str) -> tuple[KeyHandle, str, Any]:
+    chain = get_chain(code)
+    generated = chain.generate_private_key(True)
+    return key_handle(code, "bench", generated["privateKey"], True), generated["address"], loaded_signer(chain)
+
+
+def _pending(code: str, serialized: str) -> PendingTransaction:
+    return PendingTransaction(id="bench", chain=code, serialized_transaction=serialized)
+
+
+def tron_section(seconds: float) -> list[Row]:
+    from kms.demo_tron_sol_xlm_xrp import TronDemo
+    from kms.signing.tron import sign_rate
+
+    key, address, signer = _wallet_and_signer("TRON")
+    pending = _pending("TRON", TronDemo().demo_pending(address, True))
+    return [
+        Row("coincurve sign_recoverable (raw secp256k1, same run)", raw_secp256k1_rate(seconds)),
+        Row("TRON TransferContract: TronSigner.sign (parse, protobuf check, sign)",
+            rate(lambda: sign_rate(signer, pending, key, 1), seconds)),
+    ]  # fmt: skip
+
+
+class _LocalSolanaNode:
+    """The sandbox's Solana node double, in-process (no HTTP): answers the signer's blockhash look-up."""
+
+    testnet = True
+
+    def __init__(self) -> None:
+        from kms.sandbox.solana import SolanaNode
+
+        self.node = SolanaNode()
+
+    def node_rpc(self, path: str, method: str, params: Any, *, what: str) -> Any:
+        self.node.calls.clear()
+        return self.node.answer(method, params)
+
+
+def sol_section(seconds: float) -> list[Row]:
+    from solders.keypair import Keypair
+
+    from kms.demo_tron_sol_xlm_xrp import SolDemo
+    from kms.signing.sol import sign_rate
+
+    key, address, signer = _wallet_and_signer("SOL")
+    pending, node = _pending("SOL", SolDemo().demo_pending(address, True)), _LocalSolanaNode()
+    raw, message = Keypair(), b"\x01" * 150
+    return [
+        Row("solders Keypair.sign_message (raw ed25519, same run)", rate(lambda: raw.sign_message(message), seconds)),
+        Row("SOL transfer: SolSigner.sign (parse, order check, blockhash, sign)",
+            rate(lambda: sign_rate(signer, pending, [key], 1, node), seconds)),  # type: ignore[arg-type]
+    ]  # fmt: skip
+
+
+def _raw_ed25519_rate(seconds: float) -> float:
+    from nacl.signing import SigningKey
+
+    raw = SigningKey.generate()
+    return rate(lambda: raw.sign(b"\x01" * 150), seconds)
+
+
+def xlm_section(seconds: float) -> list[Row]:
+    from kms.demo_tron_sol_xlm_xrp import XlmDemo
+    from kms.signing.xlm import sign_rate
+
+    key, address, signer = _wallet_and_signer("XLM")
+    pending = _pending("XLM", XlmDemo().demo_pending(address, True))
+    return [
+        Row("PyNaCl SigningKey.sign (raw ed25519, same run)", _raw_ed25519_rate(seconds)),
+        Row("XLM payment: XlmSigner.sign (XDR parse, checks, stellar-sdk sign)",
+            rate(lambda: sign_rate(signer, pending, key, 1), seconds)),
+    ]  # fmt: skip
+
+
+def xrp_section(seconds: float) -> list[Row]:
+    from kms.demo_tron_sol_xlm_xrp import XrpDemo
+    from kms.signing.xrp import sign_rate
+
+    key, address, signer = _wallet_and_signer("XRP")
+    pending = _pending("XRP", XrpDemo().demo_pending(address, True))
+    return [
+        Row("PyNaCl SigningKey.sign (raw ed25519, same run)", _raw_ed25519_rate(seconds)),
+        Row("XRP payment (ed25519 seed): XrpSigner.sign (codec, sign, round trip)",
+            rate(lambda: sign_rate(signer, pending, key, 1), seconds)),
+    ]  # fmt: skip
+
+
 SECTIONS: list[tuple[str, Callable[[float], list[Row]]]] = [
     ("EVM", evm_section),
     ("BTC", btc_section),
+    ("TRON", tron_section),
+    ("SOL", sol_section),
+    ("XLM", xlm_section),
+    ("XRP", xrp_section),
 ]
 
 

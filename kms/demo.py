@@ -8,7 +8,8 @@ directory and every key are gone when it returns.
 
 Chains are found through the registry (every chain whose ``signer`` is not None). The example transaction and the
 check for a chain come from the builders below, chosen by chain family (``EvmChain``; ``UtxoChain`` by the signer its
-``SigningNetwork`` names), never by chain code; a family without a builder is listed as such.
+``SigningNetwork`` names; TRON, SOL, XLM, XRP by class, in ``kms.demo_tron_sol_xlm_xrp``), never by chain code; a
+family without a builder is listed as such. Look-ups (the SOL blockhash, sending) are answered by the sandbox.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from kms.chains.evm import EvmChain
 from kms.chains.utxo import UtxoChain
 from kms.daemon.four_eye import FourEye
 from kms.daemon.loop import Daemon, DaemonConfig
+from kms.demo_tron_sol_xlm_xrp import family_demos
 from kms.hygiene import SecretBuffer, harden_process
 from kms.sandbox import Sandbox, SandboxAdmin
 from kms.store import WalletStore
@@ -217,6 +219,9 @@ def _demo_support(chain: Chain, testnet: bool) -> DemoSupport | None:
         return EvmDemo(chain.facts.ids(testnet)[0])
     if isinstance(chain, UtxoChain):
         return BchDemo() if chain.signing.signer == "bch" else BitcoreDemo()
+    for family, builder in family_demos():
+        if isinstance(chain, family):
+            return builder()
     return None
 
 
@@ -291,6 +296,7 @@ def _run_demo(say: Callable[[str], None], testnet: bool) -> list[DemoLine]:
                     store,
                     client,
                     four_eye=four_eye,
+                    gateway=client.gateway(testnet),  # look-ups (SOL blockhash, send) answered by the sandbox
                 )
                 try:
                     report = daemon.run_cycle()

@@ -89,3 +89,11 @@ def sequence(*answers: Any) -> Callable[[Any], Any]:
         return value
 
     return answer
+
+
+def raw_key(code: str, text: str, testnet: bool = True) -> SecretBuffer:
+    """A key wallet's stored key text decoded by its chain, as the daemon decodes it (``Chain.raw_signing_key``)."""
+    from kms.chains import get_chain
+
+    with SecretBuffer(text) as secret:
+        return get_chain(code).raw_signing_key(secret, "privateKey", None, testnet)

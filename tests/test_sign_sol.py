@@ -23,29 +23,21 @@ from solders.pubkey import Pubkey
 from solders.system_program import CreateAccountParams, TransferParams, create_account, transfer
 from solders.transaction import Transaction
 
+from kms.chains.sol import RPC_PATH
 from kms.errors import SigningError, TatumApiError
-from kms.signing.base import SignedTransaction
-from kms.signing.sol import (
-    CONFIRM_ATTEMPTS,
-    LANDED,
-    RESEND,
-    RESIGN,
-    RPC_PATH,
-    SolSigner,
-    recovery_decision,
-    sol_raw_key,
-    transaction_id,
-)
+from kms.signing.base import LANDED, RESEND, RESIGN, SignedTransaction
+from kms.signing.sol import CONFIRM_ATTEMPTS, SolSigner, transaction_id
 from tests.conftest import load_vectors
-from tests.signing_fakes import API_KEY, ScriptedGateway, handle, pending_of, sequence
+from tests.signing_fakes import API_KEY, ScriptedGateway, handle, pending_of, raw_key, sequence
 
 VECTORS = load_vectors("signing-sol.json")
+recovery_decision = SolSigner("SOL", RPC_PATH).recovery_decision
 PLACEHOLDER_BLOCKHASH = Hash.from_string("7WyEshBZcZwEbJsvSeGgCkSNMxxxFAym3x7Cuj6UjAUE")
 CONFIRMED = {"slot": 5, "meta": {"err": None}, "transaction": {}}
 
 
 def keys_of(vector: Mapping[str, Any]) -> list[Any]:
-    return [handle(sol_raw_key(w["privateKey"]), f"wallet-{i}") for i, w in enumerate(vector["input"]["wallets"])]
+    return [handle(raw_key("SOL", w["privateKey"]), f"wallet-{i}") for i, w in enumerate(vector["input"]["wallets"])]
 
 
 def sent_id(params: Sequence[Any]) -> str:
@@ -66,13 +58,15 @@ class Sleeps(list[float]):
 
 def sign(vector: Mapping[str, Any], gateway: Any, serialized: str | None = None, keys: Any = None) -> SignedTransaction:
     pending = pending_of(vector, serialized)
-    return SolSigner(sleep=Sleeps()).sign(pending, keys_of(vector) if keys is None else keys, True, gateway)
+    return SolSigner("SOL", RPC_PATH, sleep=Sleeps()).sign(
+        pending, keys_of(vector) if keys is None else keys, True, gateway
+    )
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["description"])
 def test_upstream_vector_is_reproduced_with_the_same_calls(vector: dict[str, Any]) -> None:
     gateway = node_for(vector)
-    signer = SolSigner(sleep=Sleeps())
+    signer = SolSigner("SOL", RPC_PATH, sleep=Sleeps())
     signed = signer.sign(pending_of(vector), keys_of(vector), vector["testnet"], gateway)
     assert signed.payload == vector["expected"]["sentTransactionBase64"]
     assert gateway.methods() == ["getLatestBlockhash"]  # signing sends nothing
@@ -120,7 +114,7 @@ def test_the_same_key_named_twice_signs_once() -> None:
 def test_hex_secret_key_is_the_same_key() -> None:
     wallet = VECTORS[0]["input"]["wallets"][0]
     secret_hex = bytes(Keypair.from_base58_string(wallet["privateKey"])).hex()
-    with sol_raw_key(wallet["privateKey"]) as base58_form, sol_raw_key(secret_hex) as hex_form:
+    with raw_key("SOL", wallet["privateKey"]) as base58_form, raw_key("SOL", secret_hex) as hex_form:
         assert base58_form == hex_form
         assert str(Keypair.from_seed(hex_form.bytes()).pubkey()) == wallet["address"]
 
@@ -161,7 +155,7 @@ def test_unknown_extra_key_is_refused_before_any_call() -> None:
     vector = next(v for v in VECTORS if len(v["input"]["wallets"]) == 1)
     stranger = Keypair()
     gateway = node_for(vector)
-    keys = [*keys_of(vector), handle(sol_raw_key(str(stranger)), "stranger")]
+    keys = [*keys_of(vector), handle(raw_key("SOL", str(stranger)), "stranger")]
     with pytest.raises(SigningError, match=f"^unknown signer: {stranger.pubkey()}$"):
         sign(vector, gateway, keys=keys)
     assert gateway.calls == []
@@ -178,7 +172,7 @@ def test_key_of_an_account_that_does_not_sign_is_refused() -> None:
         TransferParams(from_pubkey=message.account_keys[0], to_pubkey=recipient.pubkey(), lamports=5)
     )
     other = Message.new_with_blockhash([instruction], message.account_keys[0], PLACEHOLDER_BLOCKHASH)
-    keys = [*keys_of(vector), handle(sol_raw_key(str(recipient)), "recipient")]
+    keys = [*keys_of(vector), handle(raw_key("SOL", str(recipient)), "recipient")]
     with pytest.raises(SigningError, match="unknown signer"):
         sign(vector, node_for(vector), json.dumps({"txData": bytes(other).hex()}), keys=keys)
 
@@ -199,7 +193,7 @@ def test_no_keys_and_keys_of_another_kind_are_refused() -> None:
 )
 def test_malformed_private_key_text_is_refused_without_echo(text: str) -> None:
     with pytest.raises(SigningError) as refused:
-        sol_raw_key(text)
+        raw_key("SOL", text)
     assert not text or text not in str(refused.value)
 
 
@@ -207,7 +201,7 @@ def test_secret_key_whose_halves_do_not_belong_together_is_refused() -> None:
     a, b = Keypair(), Keypair()
     mixed = Base58Encoder.Encode(bytes(a)[:32] + bytes(b.pubkey()))
     with pytest.raises(SigningError, match="public half does not belong"):
-        sol_raw_key(mixed)
+        raw_key("SOL", mixed)
 
 
 # --- malformed transactions ------------------------------------------------------------------------------------
@@ -279,7 +273,9 @@ def test_signing_needs_a_gateway() -> None:
 
 def test_other_chain_is_refused() -> None:
     with pytest.raises(SigningError, match="not a SOL transaction"):
-        SolSigner().sign(replace(pending_of(VECTORS[0]), chain="XLM"), keys_of(VECTORS[0]), True, node_for(VECTORS[0]))
+        SolSigner("SOL", RPC_PATH).sign(
+            replace(pending_of(VECTORS[0]), chain="XLM"), keys_of(VECTORS[0]), True, node_for(VECTORS[0])
+        )
 
 
 # --- a lying or failing node gateway -------------------------------------------------------------------------------
@@ -318,7 +314,7 @@ def test_send_error_is_reported_and_nothing_polled() -> None:
     vector = VECTORS[0]
     gateway = node_for(vector, sendTransaction=TatumApiError("SOL send: Transaction simulation failed"))
     with pytest.raises(TatumApiError, match="simulation failed"):
-        SolSigner(sleep=Sleeps()).submit(_signed(vector), gateway)
+        SolSigner("SOL", RPC_PATH, sleep=Sleeps()).submit(_signed(vector), gateway)
     assert gateway.methods() == ["sendTransaction"]
 
 
@@ -326,7 +322,7 @@ def test_send_answer_that_is_another_transaction_id_is_refused() -> None:
     vector = VECTORS[0]
     gateway = node_for(vector, sendTransaction=vector["expected"]["txData"][::-1])
     with pytest.raises(TatumApiError, match="not this transaction's"):
-        SolSigner(sleep=Sleeps()).submit(_signed(vector), gateway)
+        SolSigner("SOL", RPC_PATH, sleep=Sleeps()).submit(_signed(vector), gateway)
     assert gateway.methods() == ["sendTransaction"]
 
 
@@ -335,7 +331,7 @@ def test_transaction_that_failed_on_chain_is_reported() -> None:
     failed = {"slot": 5, "meta": {"err": {"InstructionError": [0, {"Custom": 1}]}}}
     gateway = node_for(vector, getTransaction=failed)
     with pytest.raises(TatumApiError, match=r'failed with error: \{"InstructionError"') as refused:
-        SolSigner(sleep=Sleeps()).submit(_signed(vector), gateway)
+        SolSigner("SOL", RPC_PATH, sleep=Sleeps()).submit(_signed(vector), gateway)
     assert vector["expected"]["txData"] in str(refused.value)
 
 
@@ -344,7 +340,7 @@ def test_unconfirmed_transaction_is_polled_as_upstream_then_reported() -> None:
     gateway = node_for(vector, getTransaction=None)
     sleeps = Sleeps()
     with pytest.raises(TatumApiError, match="has not been confirmed yet"):
-        SolSigner(sleep=sleeps).submit(_signed(vector), gateway)
+        SolSigner("SOL", RPC_PATH, sleep=sleeps).submit(_signed(vector), gateway)
     assert gateway.methods() == ["sendTransaction"] + ["getTransaction"] * CONFIRM_ATTEMPTS
     assert sleeps == list(range(1, CONFIRM_ATTEMPTS + 1))
 
@@ -353,7 +349,7 @@ def test_transaction_confirmed_on_a_later_poll_is_accepted() -> None:
     vector = VECTORS[0]
     gateway = node_for(vector, getTransaction=sequence(None, None, CONFIRMED))
     sleeps = Sleeps()
-    assert SolSigner(sleep=sleeps).submit(_signed(vector), gateway) == vector["expected"]["txData"]
+    assert SolSigner("SOL", RPC_PATH, sleep=sleeps).submit(_signed(vector), gateway) == vector["expected"]["txData"]
     assert sleeps == [1, 2]
 
 
@@ -361,13 +357,13 @@ def test_transaction_confirmed_on_a_later_poll_is_accepted() -> None:
 def test_bad_status_answer_is_reported(answer: Any) -> None:
     gateway = node_for(VECTORS[0], getTransaction=answer)
     with pytest.raises(TatumApiError):
-        SolSigner(sleep=Sleeps()).submit(_signed(VECTORS[0]), gateway)
+        SolSigner("SOL", RPC_PATH, sleep=Sleeps()).submit(_signed(VECTORS[0]), gateway)
 
 
 def test_submit_refuses_a_payload_that_is_not_a_signed_transaction() -> None:
     gateway = node_for(VECTORS[0])
     with pytest.raises(SigningError, match="not a signed Solana transaction"):
-        SolSigner().submit(SignedTransaction("bm90IGEgdHJhbnNhY3Rpb24="), gateway)
+        SolSigner("SOL", RPC_PATH).submit(SignedTransaction("bm90IGEgdHJhbnNhY3Rpb24="), gateway)
     assert gateway.calls == []
 
 
@@ -470,7 +466,7 @@ def test_sign_and_submit_through_a_real_json_rpc_server(sol_node: tuple[str, lis
     url, seen = sol_node
     vector = VECTORS[1]
     gateway = _HttpNodeGateway(url)
-    signer = SolSigner(sleep=Sleeps())
+    signer = SolSigner("SOL", RPC_PATH, sleep=Sleeps())
     signed = signer.sign(pending_of(vector), keys_of(vector), True, gateway)
     assert signer.submit(signed, gateway) == vector["expected"]["txData"]
     assert [{"method": s["method"], "params": s["params"]} for s in seen] == vector["expected"]["rpcCalls"]
@@ -493,8 +489,8 @@ def test_cases_signed_by_web3js_itself(case: dict[str, Any]) -> None:
             "value": {"blockhash": UPSTREAM_CASES["blockhash"], "lastValidBlockHeight": 9},
         },
     )
-    keys = [handle(sol_raw_key(secret), f"wallet-{i}") for i, secret in enumerate(case["wallets"])]
+    keys = [handle(raw_key("SOL", secret), f"wallet-{i}") for i, secret in enumerate(case["wallets"])]
     pending = replace(pending_of(vector), serialized_transaction=case["serializedTransaction"])
-    signed = SolSigner(sleep=Sleeps()).sign(pending, keys, True, gateway)
+    signed = SolSigner("SOL", RPC_PATH, sleep=Sleeps()).sign(pending, keys, True, gateway)
     assert signed.payload == case["sentTransactionBase64"]
     Transaction.from_bytes(base64.b64decode(signed.payload)).verify()

@@ -17,10 +17,10 @@ from tronpy.proto.transaction import calculate_txid_from_raw_data
 
 from kms.errors import SigningError
 from kms.hygiene import SecretBuffer
-from kms.signing.tron import ALREADY_SIGNED, INVALID, NOT_OWNER, TronSigner, tron_raw_key
+from kms.signing.tron import ALREADY_SIGNED, INVALID, NOT_OWNER, TronSigner
 from kms.signing.tron_protobuf import encode_raw_data
 from tests.conftest import load_vectors
-from tests.signing_fakes import handle, pending_of
+from tests.signing_fakes import handle, pending_of, raw_key
 
 VECTORS = load_vectors("signing-tron.json")
 SIGNED = [v for v in VECTORS if "txData" in v["expected"]]
@@ -31,8 +31,10 @@ DERIVATION = next(
 
 
 def sign(vector: dict[str, Any], serialized: str | None = None, key_hex: str | None = None, **extra: Any) -> str:
-    key = tron_raw_key(key_hex or vector["input"]["wallet"]["privateKey"])
-    return TronSigner().sign(pending_of(vector, serialized, **extra), [handle(key)], vector["testnet"], None).payload
+    key = raw_key("TRON", key_hex or vector["input"]["wallet"]["privateKey"])
+    return (
+        TronSigner("TRON").sign(pending_of(vector, serialized, **extra), [handle(key)], vector["testnet"], None).payload
+    )
 
 
 def tx_of(vector: dict[str, Any]) -> dict[str, Any]:
@@ -89,14 +91,14 @@ def test_mnemonic_wallet_signs_with_the_key_at_the_pending_index() -> None:
     owner = to_hex_address(DERIVATION["expected"]["addresses"]["2"])
     serialized = _transfer_for(owner, 42)
     pending = replace(pending_of(SIGNED[0], serialized), index=2)
-    signed = TronSigner().sign(pending, [handle(tron_raw_key(key_hex), index=2)], True, None)
+    signed = TronSigner("TRON").sign(pending, [handle(raw_key("TRON", key_hex), index=2)], True, None)
     assert recovered_owner(json.loads(signed.payload)) == owner
     assert to_base58check_address(owner) == DERIVATION["expected"]["addresses"]["2"]
     # same bytes as tronpy's own signer would make over the txID (RFC 6979, low-S)
     expected = TronpyPrivateKey(bytes.fromhex(key_hex)).sign_msg_hash(bytes.fromhex(json.loads(serialized)["txID"]))
     assert json.loads(signed.payload)["signature"][0][:128] == expected.hex()[:128]
     with pytest.raises(SigningError, match="another index"):
-        TronSigner().sign(pending, [handle(tron_raw_key(key_hex), index=3)], True, None)
+        TronSigner("TRON").sign(pending, [handle(raw_key("TRON", key_hex), index=3)], True, None)
 
 
 def test_base58_owner_address_is_read_like_tronweb() -> None:
@@ -215,26 +217,26 @@ def test_malformed_contract_fields_are_refused(field: str, value: Any, message: 
 
 
 def test_other_chain_and_key_count_are_refused() -> None:
-    key = handle(tron_raw_key(SIGNED[0]["input"]["wallet"]["privateKey"]))
+    key = handle(raw_key("TRON", SIGNED[0]["input"]["wallet"]["privateKey"]))
     with pytest.raises(SigningError, match="not a TRON transaction"):
-        TronSigner().sign(replace(pending_of(SIGNED[0]), chain="ETH"), [key], True, None)
+        TronSigner("TRON").sign(replace(pending_of(SIGNED[0]), chain="ETH"), [key], True, None)
     with pytest.raises(SigningError, match="exactly one key, got 2"):
-        TronSigner().sign(pending_of(SIGNED[0]), [key, key], True, None)
+        TronSigner("TRON").sign(pending_of(SIGNED[0]), [key, key], True, None)
 
 
 @pytest.mark.parametrize("text", ["", "0x" + "11" * 32, "11" * 31, "zz" * 32, "11" * 33])
 def test_malformed_private_key_text_is_refused_without_echo(text: str) -> None:
     with pytest.raises(SigningError) as refused:
-        tron_raw_key(text)
+        raw_key("TRON", text)
     assert text not in str(refused.value) or not text
 
 
 def test_a_key_that_is_not_a_secp256k1_scalar_is_refused() -> None:
-    with pytest.raises(SigningError, match="not a secp256k1 key"):
+    with pytest.raises(SigningError, match="not a valid secp256k1 private key"):  # the chain refuses to decode it
         sign(SIGNED[0], key_hex="FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141")  # the curve order
     other_kind = handle(SecretBuffer(bytes(range(1, 65))))  # 64 bytes: a key of another kind reaching this signer
     with pytest.raises(SigningError, match="not a secp256k1 key"):
-        TronSigner().sign(pending_of(SIGNED[0]), [other_kind], True, None)
+        TronSigner("TRON").sign(pending_of(SIGNED[0]), [other_kind], True, None)
 
 
 UPSTREAM_CASES = json.loads(Path(__file__).with_name("test_sign_tron_upstream_cases.json").read_text())
@@ -246,7 +248,7 @@ def test_every_contract_type_as_tronweb_encodes_and_signs_it(case: dict[str, Any
     """Cases computed by tronweb 5.3.5 itself (``utils.transaction.txJsonToPb`` for raw_data_hex and txID, then
     ``trx.sign``): every contract type kms re-encodes, with and without optional fields, memo data and fee_limit."""
     pending = replace(pending_of(SIGNED[0]), serialized_transaction=case["serializedTransaction"])
-    signed = TronSigner().sign(pending, [handle(tron_raw_key(UPSTREAM_CASES_KEY))], True, None)
+    signed = TronSigner("TRON").sign(pending, [handle(raw_key("TRON", UPSTREAM_CASES_KEY))], True, None)
     assert signed.payload == case["txData"]
     tx = json.loads(case["serializedTransaction"])
     assert hashlib.sha256(encode_raw_data(tx["raw_data"])).hexdigest() == tx["txID"]

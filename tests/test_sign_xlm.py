@@ -11,20 +11,21 @@ import pytest
 from stellar_sdk import Keypair, TransactionBuilder, TransactionEnvelope
 from stellar_sdk.exceptions import BadSignatureError
 
+from kms.chains.xlm import MAINNET_PASSPHRASE, NETWORK_PASSPHRASES, TESTNET_PASSPHRASE, network_passphrase
 from kms.errors import SigningError
 from kms.hygiene import SecretBuffer
-from kms.signing.xlm import MAINNET_PASSPHRASE, TESTNET_PASSPHRASE, XlmSigner, network_passphrase, xlm_raw_key
+from kms.signing.xlm import XlmSigner
 from tests.conftest import load_vectors
-from tests.signing_fakes import handle, pending_of
+from tests.signing_fakes import handle, pending_of, raw_key
 
 VECTORS = load_vectors("signing-xlm.json")
 OTHER_SECRET = "SCZANGBA5YHTNYVVV4C3U252E2B6P6F5T3U6MM63WBSBZATAQI3EBTQ4"
 
 
 def sign(vector: dict[str, Any], serialized: str | None = None, testnet: bool | None = None, secret: str = "") -> str:
-    key = handle(xlm_raw_key(secret or vector["input"]["wallet"]["secret"]))
+    key = handle(raw_key("XLM", secret or vector["input"]["wallet"]["secret"]))
     net = vector["testnet"] if testnet is None else testnet
-    return XlmSigner().sign(pending_of(vector, serialized), [key], net, None).payload
+    return XlmSigner("XLM", NETWORK_PASSPHRASES).sign(pending_of(vector, serialized), [key], net, None).payload
 
 
 def verifies(payload: str, address: str, passphrase: str) -> bool:
@@ -104,21 +105,23 @@ def test_malformed_xdr_is_refused(serialized: str, message: str) -> None:
 )
 def test_malformed_secret_is_refused_without_echo(secret: str) -> None:
     with pytest.raises(SigningError) as refused:
-        xlm_raw_key(secret)
+        raw_key("XLM", secret)
     assert not secret or secret not in str(refused.value)
 
 
 def test_raw_key_is_the_ed25519_seed() -> None:
     secret = VECTORS[0]["input"]["wallet"]["secret"]
-    with xlm_raw_key(secret) as raw:
+    with raw_key("XLM", secret) as raw:
         assert raw.bytes() == Keypair.from_secret(secret).raw_secret_key()
 
 
 def test_other_chain_key_count_and_key_kind_are_refused() -> None:
-    key = handle(xlm_raw_key(VECTORS[0]["input"]["wallet"]["secret"]))
+    key = handle(raw_key("XLM", VECTORS[0]["input"]["wallet"]["secret"]))
     with pytest.raises(SigningError, match="not a XLM transaction"):
-        XlmSigner().sign(replace(pending_of(VECTORS[0]), chain="XRP"), [key], True, None)
+        XlmSigner("XLM", NETWORK_PASSPHRASES).sign(replace(pending_of(VECTORS[0]), chain="XRP"), [key], True, None)
     with pytest.raises(SigningError, match="exactly one key, got 2"):
-        XlmSigner().sign(pending_of(VECTORS[0]), [key, key], True, None)
+        XlmSigner("XLM", NETWORK_PASSPHRASES).sign(pending_of(VECTORS[0]), [key, key], True, None)
     with pytest.raises(SigningError, match="not a 32-byte ed25519 seed"):
-        XlmSigner().sign(pending_of(VECTORS[0]), [handle(SecretBuffer(bytes(range(1, 65))))], True, None)
+        XlmSigner("XLM", NETWORK_PASSPHRASES).sign(
+            pending_of(VECTORS[0]), [handle(SecretBuffer(bytes(range(1, 65))))], True, None
+        )

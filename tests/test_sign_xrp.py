@@ -18,17 +18,17 @@ from xrpl.transaction import sign as xrpl_sign
 from xrpl.wallet import Wallet
 
 from kms.errors import SigningError
-from kms.signing.xrp import XrpSigner, xrp_raw_key
+from kms.signing.xrp import XrpSigner
 from tests.conftest import load_vectors
-from tests.signing_fakes import handle, pending_of
+from tests.signing_fakes import handle, pending_of, raw_key
 
 VECTORS = load_vectors("signing-xrp.json")
 SECP256K1_SEED = encode_seed(bytes(range(1, 17)), CryptoAlgorithm.SECP256K1)
 
 
 def sign(vector: dict[str, Any], serialized: str | None = None, secret: str | None = None) -> str:
-    key = handle(xrp_raw_key(secret or vector["input"]["wallet"]["secret"]))
-    return XrpSigner().sign(pending_of(vector, serialized), [key], vector["testnet"], None).payload
+    key = handle(raw_key("XRP", secret or vector["input"]["wallet"]["secret"]))
+    return XrpSigner("XRP").sign(pending_of(vector, serialized), [key], vector["testnet"], None).payload
 
 
 def tx_hash(blob: str) -> str:
@@ -160,20 +160,20 @@ def test_transaction_the_codec_cannot_encode_is_refused(extra: dict[str, Any]) -
 @pytest.mark.parametrize("secret", ["", "rNotASeed", "sEdXXXX", "s" + "1" * 28, "sEd\u00e9abc"])
 def test_malformed_seed_is_refused_without_echo(secret: str) -> None:
     with pytest.raises(SigningError) as refused:
-        xrp_raw_key(secret)
+        raw_key("XRP", secret)
     assert not secret or secret not in str(refused.value)
 
 
 def test_other_chain_and_key_count_are_refused() -> None:
-    key = handle(xrp_raw_key(VECTORS[0]["input"]["wallet"]["secret"]))
+    key = handle(raw_key("XRP", VECTORS[0]["input"]["wallet"]["secret"]))
     with pytest.raises(SigningError, match="not a XRP transaction"):
-        XrpSigner().sign(replace(pending_of(VECTORS[0]), chain="XLM"), [key], True, None)
+        XrpSigner("XRP").sign(replace(pending_of(VECTORS[0]), chain="XLM"), [key], True, None)
     with pytest.raises(SigningError, match="exactly one key, got 0"):
-        XrpSigner().sign(pending_of(VECTORS[0]), [], True, None)
+        XrpSigner("XRP").sign(pending_of(VECTORS[0]), [], True, None)
 
 
 def test_a_key_of_another_kind_is_refused() -> None:
     from kms.hygiene import SecretBuffer
 
     with pytest.raises(SigningError, match="invalid XRP secret"):
-        XrpSigner().sign(pending_of(VECTORS[0]), [handle(SecretBuffer(bytes(range(1, 33))))], True, None)
+        XrpSigner("XRP").sign(pending_of(VECTORS[0]), [handle(SecretBuffer(bytes(range(1, 33))))], True, None)

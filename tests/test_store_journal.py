@@ -271,3 +271,35 @@ def test_kms_journal_shows_every_state_releases_a_held_id_and_prunes(tmp_path: P
 
 def open_store_at(path: Path, password: str) -> WalletStore:
     return WalletStore.open(path, SecretBuffer(password.encode()), allow_weak_kdf=True)
+
+
+def test_resign_is_the_one_explicit_way_a_payload_is_replaced(store: WalletStore) -> None:
+    journal = store.journal
+    journal.put("p1", "SOL", "OLD", HASH, meta={"blockhash": "9xQ", "lastValidBlockHeight": 1234})
+    with pytest.raises(StoreError, match="reason"):
+        journal.resign("p1", "OLD", "NEW", {"blockhash": "7yR"}, "")
+    with pytest.raises(StoreError, match="must be new"):
+        journal.resign("p1", "OLD", "OLD", {"blockhash": "7yR"}, "expired")
+    with pytest.raises(JournalConflictError, match="no longer holds"):
+        journal.resign("p1", "SOMETHING ELSE", "NEW", {"blockhash": "7yR"}, "expired")
+    assert journal.payload("p1") == "OLD"  # a refused re-signing changes nothing
+    journal.resign("p1", "OLD", "NEW", {"blockhash": "7yR", "lastValidBlockHeight": 1500}, "expired unsent")
+    entry = journal.lookup("p1")
+    assert entry is not None and entry.state is S.SIGNED and entry.payload == "NEW"
+    assert entry.payload_sha256 == hashlib.sha256(b"NEW").hexdigest() and entry.request_sha256 == HASH
+    assert entry.meta == {
+        "blockhash": "7yR",
+        "lastValidBlockHeight": 1500,
+        "replacedPayloadSha256": hashlib.sha256(b"OLD").hexdigest(),
+    }
+    assert entry.reason == "expired unsent"
+    with pytest.raises(JournalConflictError):  # a second re-signing of the old payload (another process) loses
+        journal.resign("p1", "OLD", "NEWER", {}, "expired")
+    journal.mark_broadcast("p1")
+    with pytest.raises(JournalStateError, match="broadcast; it is not re-signed"):
+        journal.resign("p1", "NEW", "NEWER", {}, "expired")
+    journal.refuse("p2", "SOL")
+    with pytest.raises(JournalStateError, match="refused; it is not re-signed"):
+        journal.resign("p2", "OLD", "NEW", {}, "expired")
+    with pytest.raises(StoreError, match="no journal entry"):
+        journal.resign("p3", "OLD", "NEW", {}, "expired")

@@ -38,6 +38,10 @@ class Chain(Protocol):
     signer: Signer | None
     """None while kms cannot sign this chain's pending transactions."""
 
+    ignores_withdrawal_id: bool
+    """True where upstream broadcasts an offchain withdrawal's signed transaction to the chain route like any other
+    (TRON, SOL, XLM, XRP ...): its ``withdrawalId`` is ignored, no ``/v3/offchain/withdrawal/broadcast``."""
+
     def generate_wallet(self, testnet: bool) -> dict[str, str]:
         """What upstream's ``generatewallet`` prints: {mnemonic, xpub} or {address, secret|privateKey}."""
         ...
@@ -88,6 +92,7 @@ class ChainDefaults:
 
     code: str
     signer: Signer | None = None
+    ignores_withdrawal_id: bool = False
 
     def raw_signing_key(self, secret: SecretBuffer, kind: str, index: int | None, testnet: bool) -> SecretBuffer:
         raise SigningError(f"kms cannot decode {self.code} keys for signing")

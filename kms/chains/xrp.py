@@ -7,6 +7,8 @@ For ed25519 seeds the key pair is derived here with PyNaCl-backed ed25519 (XRPL'
 is the first half of SHA-512 of the seed's 16 bytes; the account id is HASH160 of ``0xED`` + public key) because
 xrpl-py's pure-Python curve code costs ~10 ms a key, too slow for a 25,000-key batch. Tests hold this against
 xrpl-py's own derivation. secp256k1 seeds go through xrpl-py.
+
+Signed by ``kms.signing.xrp`` (no network call); the blob is posted to ``/v3/xrp/broadcast``.
 """
 
 from __future__ import annotations
@@ -17,13 +19,24 @@ import secrets
 from bip_utils import Ed25519PrivateKey
 from bip_utils.utils.crypto import Hash160
 
+from kms.chains.base import LazySigner
 from kms.chains.common import attempt, network_name
 from kms.chains.keypair import KeyPairChain
-from kms.errors import InvalidKeyError
+from kms.errors import InvalidKeyError, SigningError
+from kms.hygiene import SecretBuffer
 
 _BAD_SEED_MESSAGE = "invalid XRP secret: expected an XRP Ledger family seed (s...)"
 _SEED_BYTES = 16
 _ED25519_PREFIX = b"\xed"
+
+
+def decode_secret(secret: str) -> tuple[bytes, object]:
+    """(the seed's 16 bytes, its ``CryptoAlgorithm``) of a family seed; InvalidKeyError, never quoting it."""
+    from xrpl.core.addresscodec import decode_seed  # imported on use: xrpl takes ~0.4 s to import
+
+    if not isinstance(secret, str) or not secret.startswith("s") or not secret.isalnum() or not secret.isascii():
+        raise InvalidKeyError(_BAD_SEED_MESSAGE)
+    return attempt(_BAD_SEED_MESSAGE, lambda: decode_seed(secret))
 
 
 def _ed25519_address(entropy: bytes) -> str:
@@ -35,6 +48,7 @@ def _ed25519_address(entropy: bytes) -> str:
 
 
 class XrpChain(KeyPairChain):
+    ignores_withdrawal_id = True  # upstream broadcasts an offchain withdrawal to the chain route, as any other
     record_key_field = "secret"
 
     def new_key(self, testnet: bool) -> tuple[str, str]:
@@ -46,15 +60,21 @@ class XrpChain(KeyPairChain):
 
     def address_from_private_key(self, private_key: str, testnet: bool) -> str:
         from xrpl import CryptoAlgorithm
-        from xrpl.core.addresscodec import decode_seed
         from xrpl.core.keypairs import derive_classic_address, derive_keypair
 
-        if not isinstance(private_key, str) or not private_key.startswith("s") or not private_key.isalnum():
-            raise InvalidKeyError(_BAD_SEED_MESSAGE)
-        entropy, algorithm = attempt(_BAD_SEED_MESSAGE, lambda: decode_seed(private_key))
+        entropy, algorithm = decode_secret(private_key)
         if algorithm == CryptoAlgorithm.ED25519:
             return attempt(_BAD_SEED_MESSAGE, lambda: _ed25519_address(entropy))
         return attempt(_BAD_SEED_MESSAGE, lambda: derive_classic_address(derive_keypair(private_key)[0]))
+
+    def raw_signing_key(self, secret: SecretBuffer, kind: str, index: int | None, testnet: bool) -> SecretBuffer:
+        """The family seed text itself (ASCII; it names the algorithm, which the 16 seed bytes do not), once it
+        decodes as a seed (xrpl-py decodes ``str``; see SECURITY.md). The raw key is copied buffer to buffer."""
+        try:
+            decode_secret(secret.text())
+        except (InvalidKeyError, UnicodeDecodeError):
+            raise SigningError(_BAD_SEED_MESSAGE) from None
+        return SecretBuffer(secret.view())
 
     def validate_address(self, address: str, testnet: bool) -> None:
         from xrpl.core.addresscodec import is_valid_classic_address, is_valid_xaddress, xaddress_to_classic_address
@@ -72,4 +92,5 @@ class XrpChain(KeyPairChain):
 
 
 XRP = XrpChain("XRP", "xrp")
+XRP.signer = LazySigner("kms.signing.xrp:XrpSigner", XRP.code)
 CHAINS = (XRP,)

@@ -32,6 +32,9 @@ Admin API (JSON bodies; a bad body is refused with 400 and {"message": "bad requ
       "fee": {"slow": "...", "medium": "...", "fast": "..."}   wei, as strings
       "chainIds": {"ethereum": 11155111}, "estimateGas": 21000, "nonces": {"0xaddress": 3}
       "latestVersion": "9.9.9" or null, "apiKey": "key" or null
+      "solana": {"blockhash": "...", "lastValidBlockHeight": 2000, "blockHeight": 1850, "confirm": true}
+                                             the SOL node at /v3/blockchain/node/SOL/{apiKey}: verifies the
+                                             signatures of what is sent; confirm false = never confirmed
     Answer: {"ok": true}.
 
   GET /_sandbox/state      what was polled, broadcast, reported and approved; the queue; the faults

@@ -43,6 +43,8 @@ _BLOCKED = {JournalState.REFUSED: State.REFUSED, JournalState.POISONED: State.PO
 class Entry:
     state: State
     tx_data: str | None = None
+    meta: Mapping[str, object] | None = None
+    """What was journaled with the payload (SOL: blockhash, lastValidBlockHeight), given back on a re-send."""
     changed: str | None = None
     """Set when the pending id came back with another chain or another transaction than the one journaled."""
     note: str = ""
@@ -80,13 +82,20 @@ class Journal:
             changed = f"it was signed as a {entry.chain} transaction and came back as {pending.chain}"
         elif entry.request_sha256 and entry.request_sha256 != request_sha256(pending):
             changed = "it came back with a different serializedTransaction than the one signed"
-        return Entry(State.SIGNED, entry.payload, changed)
+        return Entry(State.SIGNED, entry.payload, entry.meta, changed)
 
     def record_signed(
         self, pending: PendingTransaction, tx_data: str, meta: Mapping[str, object] | None = None
     ) -> None:
         """Durable before it returns; raises JournalConflictError for a different txData under the same id."""
         self._store.journal.put(pending.id, pending.chain, tx_data, request_sha256(pending), meta)
+
+    def record_resigned(
+        self, pending: PendingTransaction, replaced: str, tx_data: str, meta: Mapping[str, object], reason: str
+    ) -> None:
+        """Replace the journaled ``replaced`` payload, which the node proved expired and never landed, with a fresh
+        signature (an explicit journal transition; durable before it returns)."""
+        self._store.journal.resign(pending.id, replaced, tx_data, meta, reason)
 
     def record_broadcast(self, pending_id: str) -> None:
         self._store.journal.mark_broadcast(pending_id)

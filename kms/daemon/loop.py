@@ -22,13 +22,13 @@ from kms.api import NodeGateway, PendingTransaction
 from kms.chains import get_chain
 from kms.chains.base import Chain, loaded_signer
 from kms.daemon.four_eye import FourEye, Verdict
-from kms.daemon.journal import Journal, JournalStore, State
+from kms.daemon.journal import Entry, Journal, JournalStore, State
 from kms.daemon.keys import WalletSource, resolve_keys, wipe_all
 from kms.daemon.model import CycleReport, DaemonConfig, Outcome
 from kms.errors import KmsError, TatumApiError
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
-from kms.signing.base import SignedTransaction, Submitter
+from kms.signing.base import RecoveringSubmitter, Recovery, SignedTransaction, Submitter
 from kms.store.errors import JournalConflictError
 from kms.tatum.client import MAX_SIGNATURE_IDS, TatumClient
 
@@ -338,10 +338,9 @@ class Daemon:
             raise _Failure("unsupported", f"signing {code} is not supported by this kms")
         if self.four_eye is not None and not self._approved(pending, report, txlog, entry.state, trail):
             return Outcome.REFUSED if pending.id in self._refused_this_run else Outcome.UNAVAILABLE
+        landed_id: str | None = None
         if entry.state is State.SIGNED and entry.tx_data is not None:
-            signed = SignedTransaction(entry.tx_data)
-            txlog.info("already signed before; broadcasting the same signed transaction again")
-            outcome = Outcome.REBROADCAST
+            signed, landed_id, outcome = self._resume(pending, chain, entry, txlog, trail)
         else:
             signed = self._sign(pending, chain, txlog)
             outcome = Outcome.BROADCAST
@@ -359,7 +358,7 @@ class Daemon:
             "record": "broadcast", "pendingId": pending.id, "chain": code, "payloadSha256": payload_sha256,
         }  # fmt: skip
         try:
-            tx_data = self._submit(chain, signed)
+            tx_data = landed_id if landed_id is not None else self._submit(chain, signed)
             result = self._broadcast(pending, chain, tx_data)
         except _Failure as exc:
             self._write_audit({**result_record, "broadcast": {"ok": False, "error": str(exc)}}, txlog)
@@ -396,7 +395,43 @@ class Daemon:
             self.metrics.error("four_eye_unavailable", pending.chain)
         return False
 
-    def _sign(self, pending: PendingTransaction, chain: Chain, txlog: logging.LoggerAdapter[Any]) -> SignedTransaction:
+    def _resume(
+        self,
+        pending: PendingTransaction,
+        chain: Chain,
+        entry: Entry,
+        txlog: logging.LoggerAdapter[Any],
+        trail: _Trail,
+    ) -> tuple[SignedTransaction, str | None, Outcome]:
+        """A journaled transaction: (what to send, the id to broadcast without sending when it already landed, the
+        outcome). The same payload again, except for a chain whose signature can expire unsent
+        (``RecoveringSubmitter``): its node is asked first, and only a proof that the old signature expired and never
+        landed lets it be signed anew, as an explicit journal transition."""
+        assert entry.tx_data is not None
+        signed = SignedTransaction(entry.tx_data, entry.meta or {})
+        signer = self._stage("submit", lambda: loaded_signer(chain))
+        if not isinstance(signer, RecoveringSubmitter):
+            txlog.info("already signed before; broadcasting the same signed transaction again")
+            return signed, None, Outcome.REBROADCAST
+        gateway = self._gateway_for(chain)
+        decision = self._stage("recovery", lambda: signer.recovery_decision(signed, gateway))
+        if decision is Recovery.LANDED:
+            txlog.info("already signed and on chain; broadcasting its transaction id without sending it again")
+            return signed, self._stage("recovery", lambda: signer.transaction_id(signed)), Outcome.REBROADCAST
+        if decision is Recovery.RESIGN:
+            txlog.warning("the journaled transaction expired and never landed (the node says so); signing it anew")
+            trail.record["replacesPayloadSha256"] = hashlib.sha256(signed.payload.encode()).hexdigest()
+            return self._sign(pending, chain, txlog, replacing=signed), None, Outcome.BROADCAST
+        txlog.info("already signed before and not on chain yet; sending the same signed transaction again")
+        return signed, None, Outcome.REBROADCAST
+
+    def _sign(
+        self,
+        pending: PendingTransaction,
+        chain: Chain,
+        txlog: logging.LoggerAdapter[Any],
+        replacing: SignedTransaction | None = None,
+    ) -> SignedTransaction:
         signer = chain.signer
         if signer is None:
             raise _Failure("unsupported", f"signing {pending.chain} is not supported by this kms")
@@ -410,7 +445,14 @@ class Daemon:
             wipe_all(keys)
         if not isinstance(signed, SignedTransaction) or not isinstance(signed.payload, str) or not signed.payload:
             raise _Failure("signing", f"the {pending.chain} signer returned no transaction")
-        self._stage("journal", lambda: self.journal.record_signed(pending, signed.payload))
+        if replacing is None:
+            self._stage("journal", lambda: self.journal.record_signed(pending, signed.payload, signed.meta))
+        else:
+            reason = "re-signed: the journaled signature expired and never landed"
+            self._stage(
+                "journal",
+                lambda: self.journal.record_resigned(pending, replacing.payload, signed.payload, signed.meta, reason),
+            )
         self.metrics.signed(pending.chain)
         txlog.info("signed and journaled")
         return signed
@@ -422,17 +464,20 @@ class Daemon:
         signer = self._stage("submit", lambda: loaded_signer(chain))
         if not isinstance(signer, Submitter):
             return signed.payload
-        gateway = self.gateway
-        if gateway is None:
-            raise _Failure("submit", f"{chain.code} transactions are sent to a node first, and no gateway is set")
+        gateway = self._gateway_for(chain)
         tx_data = self._stage("submit", lambda: signer.submit(signed, gateway))
         if not isinstance(tx_data, str) or not tx_data:
             raise _Failure("submit", f"the {chain.code} node gave back no transaction id")
         return tx_data
 
+    def _gateway_for(self, chain: Chain) -> NodeGateway:
+        if self.gateway is None:
+            raise _Failure("submit", f"{chain.code} transactions are sent to a node first, and no gateway is set")
+        return self.gateway
+
     def _broadcast(self, pending: PendingTransaction, chain: Chain, tx_data: str) -> str | None:
         def send() -> str | None:
-            if pending.withdrawal_id:
+            if pending.withdrawal_id and not chain.ignores_withdrawal_id:
                 return self.client.offchain_broadcast(pending.chain, pending.id, pending.withdrawal_id, tx_data).tx_id
             return self.client.broadcast(chain.broadcast_route, tx_data, pending.id).tx_id
 

@@ -8,7 +8,9 @@ from typing import Any
 
 PENDING_REQUIRED = ("id", "chain", "serializedTransaction")
 PENDING_WALLETS = ("hashes", "signatures")
-CONFIG_KEYS = ("latency", "faults", "approval", "latestVersion", "fee", "chainIds", "estimateGas", "nonces", "apiKey")
+CONFIG_KEYS = (
+    "latency", "faults", "approval", "latestVersion", "fee", "chainIds", "estimateGas", "nonces", "apiKey", "solana",
+)  # fmt: skip
 APPROVAL_KEYS = ("default", "ids", "hang")
 
 
@@ -59,7 +61,7 @@ def check_config(body: Any) -> dict[str, Any]:
         raise ValueError("'faults' must be a list of fault rule objects")
     if "approval" in body:
         _check_approval(body["approval"])
-    for name in ("fee", "chainIds", "nonces"):
+    for name in ("fee", "chainIds", "nonces", "solana"):
         if name in body and not isinstance(body[name], dict):
             raise ValueError(f"'{name}' must be an object")
     if "estimateGas" in body and (isinstance(body["estimateGas"], bool) or not isinstance(body["estimateGas"], int)):

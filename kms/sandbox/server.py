@@ -1,7 +1,8 @@
 """A local double of the Tatum API endpoints the daemon uses, plus a four-eye approval server and an admin API.
 
 Tatum side (under ``/v3``): pending transactions, broadcast (every chain route and offchain withdrawals), the error
-batch, ``GET``/``DELETE``/``PUT /v3/kms/{id}``, and the EVM look-ups (transaction count, fee, web3 JSON-RPC).
+batch, ``GET``/``DELETE``/``PUT /v3/kms/{id}``, the EVM look-ups (transaction count, fee, web3 JSON-RPC) and the
+Solana JSON-RPC node (``kms.sandbox.solana``).
 Four-eye: ``GET``/``POST /approval/{id}``. Admin (``/_sandbox``): ``POST pending`` (one pending transaction or a
 list), ``POST config`` (latency, faults, approval verdicts, fee, nonces, ...), ``GET state``, ``POST reset``.
 Listens on 127.0.0.1 only; it is a test double and a staging tool, never a production endpoint.
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from kms.sandbox.admin_api import check_config, check_pending
+from kms.sandbox.solana import RpcError
 from kms.sandbox.state import FaultRule, SandboxState
 
 log = logging.getLogger("kms.sandbox")
@@ -249,6 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"message": "expected a JSON-RPC request"})
             return
         rpc_id = body.get("id", 1)
+        if route.upper() == "SOL":
+            self._solana(rpc_id, body)
+            return
         # eth_chainId, klay_chainID, ...: the namespace differs per chain, the answers do not.
         method = str(body.get("method", "")).split("_", 1)[-1].lower()
         result: Any
@@ -263,6 +268,14 @@ class _Handler(BaseHTTPRequestHandler):
             result = hex(state.nonce(str(params[0])))
         else:
             self._send(200, {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": -32601, "message": "not supported"}})
+            return
+        self._send(200, {"jsonrpc": "2.0", "id": rpc_id, "result": result})
+
+    def _solana(self, rpc_id: Any, body: dict[str, Any]) -> None:
+        try:
+            result = self.server.state.solana.answer(str(body.get("method", "")), body.get("params"))
+        except RpcError as exc:
+            self._send(200, {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": exc.code, "message": str(exc)}})
             return
         self._send(200, {"jsonrpc": "2.0", "id": rpc_id, "result": result})
 

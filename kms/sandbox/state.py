@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from kms.sandbox.solana import SolanaNode
+
 APPROVAL_VERDICTS = ("approve", "deny", "notfound", "error", "timeout")
 FAULT_KINDS = ("status", "reset", "malformed", "wrongshape", "delay")
 
@@ -90,6 +92,7 @@ class SandboxState:
     approvals: list[dict[str, Any]] = field(default_factory=list)
     polls: list[dict[str, Any]] = field(default_factory=list)
     faults: list[FaultRule] = field(default_factory=list)
+    solana: SolanaNode = field(default_factory=SolanaNode)
     requests: Counter[str] = field(default_factory=Counter)
     inflight: Counter[str] = field(default_factory=Counter)
     peak_inflight: Counter[str] = field(default_factory=Counter)
@@ -143,6 +146,8 @@ class SandboxState:
                 self.nonces.update({str(k).lower(): int(v) for k, v in raw["nonces"].items()})
             if "apiKey" in raw:
                 self.api_key = raw["apiKey"] or None
+            if "solana" in raw:
+                self.solana.configure(raw["solana"])
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -161,7 +166,7 @@ class SandboxState:
                     "approval": {"default": self.approval_default, "ids": self.approval_overrides},
                     "latency": self.latency,
                 }
-            )
+            ) | {"solana": self.solana.snapshot()}
 
     def reset(self) -> None:
         with self.lock:

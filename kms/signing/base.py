@@ -8,6 +8,7 @@ declares that with ``Submitter``, and the daemon calls ``submit`` only after the
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -46,3 +47,28 @@ class Submitter(Protocol):
     FLOW access node); ``submit`` returns the txData that goes to the Tatum broadcast endpoint (the transaction id)."""
 
     def submit(self, signed: SignedTransaction, gateway: NodeGateway) -> str: ...
+
+
+class Recovery(enum.Enum):
+    """What to do with a journaled, not yet broadcast transaction of a chain whose signature can expire unsent."""
+
+    LANDED = "landed"
+    """The signature is on chain (successfully or not): broadcast its id, never send or sign again."""
+    RESEND = "resend"
+    """Not seen on chain and it may still land: send the journaled bytes again (the same signature)."""
+    RESIGN = "resign"
+    """The node proves it expired and never landed: only now may it be signed anew (and the journal says so)."""
+
+
+LANDED, RESEND, RESIGN = Recovery.LANDED, Recovery.RESEND, Recovery.RESIGN
+
+
+@runtime_checkable
+class RecoveringSubmitter(Submitter, Protocol):
+    """A ``Submitter`` whose signed transaction can expire before it lands (SOL: its blockhash). Before re-sending a
+    journaled transaction the daemon asks ``recovery_decision`` (with the journaled ``meta``); ``transaction_id`` is
+    what a ``LANDED`` one broadcasts without being sent again."""
+
+    def recovery_decision(self, signed: SignedTransaction, gateway: NodeGateway) -> Recovery: ...
+
+    def transaction_id(self, signed: SignedTransaction) -> str: ...

@@ -5,10 +5,10 @@
 ``owner_address``); "Invalid transaction" (``raw_data`` re-encoded with the TRON protobuf definitions is not
 ``raw_data_hex``, or its SHA-256 is not ``txID``). Then the 32 txID bytes are signed (secp256k1, RFC 6979, low-S) as
 ``r || s || v`` in hex, ``v`` = recovery id + 27 in upper case as tronweb prints it; ``signature: [sig]`` is appended
-and the JSON, key order kept, is what upstream posts to ``/v3/tron/broadcast``. No network call.
+and the JSON, key order kept, is what upstream posts to the chain's broadcast route. No network call.
 
-The raw key of a TRON wallet is the 32-byte secp256k1 scalar (a mnemonic wallet's key at the pending ``index`` is
-derived by the chain module first and handed over as its 64 hex digits).
+The raw key of a TRON wallet is the 32-byte secp256k1 scalar (decoded, or derived at the pending ``index``, by
+``kms.chains.tron``). The chain code comes in through the constructor.
 """
 
 from __future__ import annotations
@@ -20,28 +20,15 @@ from typing import Any
 
 from kms.api import NodeGateway, PendingTransaction
 from kms.errors import SigningError
-from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 from kms.signing.pending import check_chain, js_json, parse_json_object, single_key
 from kms.signing.tron_protobuf import ADDRESS_PREFIX, InvalidTransaction, address_bytes, encode_raw_data
 
-CODE = "TRON"
-BROADCAST_PATH = "/v3/tron/broadcast"
 ALREADY_SIGNED = "Transaction is already signed"
 NOT_OWNER = "Private key does not match address in transaction"
 INVALID = "Invalid transaction"
-_PRIVATE_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _TXID = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
-_BAD_KEY = "invalid TRON private key: expected 64 hex digits"
-
-
-def tron_raw_key(private_key_hex: str) -> SecretBuffer:
-    """The stored TRON private key (64 hex digits, or a mnemonic wallet's key as ``private_key_at`` prints it) as the
-    raw key the signer takes: the 32-byte secp256k1 scalar."""
-    if not isinstance(private_key_hex, str) or not _PRIVATE_KEY.fullmatch(private_key_hex):
-        raise SigningError(_BAD_KEY)
-    return SecretBuffer(bytearray.fromhex(private_key_hex))
 
 
 def tron_address(public_key_uncompressed: bytes) -> bytes:
@@ -88,8 +75,8 @@ def _signature_hex(private_key: Any, txid: bytes) -> str:
 class TronSigner:
     """Signs TRON pending transactions with one key; no network call."""
 
-    code = CODE
-    broadcast_path = BROADCAST_PATH
+    def __init__(self, code: str) -> None:
+        self.code = code
 
     def sign(
         self,
@@ -100,11 +87,11 @@ class TronSigner:
     ) -> SignedTransaction:
         from coincurve import PrivateKey
 
-        check_chain(pending, CODE)
-        key = single_key(CODE, keys)
+        check_chain(pending, self.code)
+        key = single_key(self.code, keys)
         if key.index is not None and pending.index is not None and key.index != pending.index:
             raise SigningError("the signing key was derived at another index than the pending transaction names")
-        tx = parse_json_object(pending.serialized_transaction, CODE)
+        tx = parse_json_object(pending.serialized_transaction, self.code)
         if "signature" in tx:
             raise SigningError(ALREADY_SIGNED)
         owner = _owner(tx)
@@ -123,8 +110,7 @@ class TronSigner:
         return SignedTransaction(js_json(tx))
 
 
-def sign_rate(pending: PendingTransaction, key: KeyHandle, rounds: int) -> None:
+def sign_rate(signer: TronSigner, pending: PendingTransaction, key: KeyHandle, rounds: int) -> None:
     """Sign ``pending`` ``rounds`` times (for bench/sign.py)."""
-    signer = TronSigner()
     for _ in range(rounds):
         signer.sign(pending, [key], True, None)

@@ -2,51 +2,28 @@
 
 ``serializedTransaction`` is a base64 XDR ``TransactionEnvelope`` (ENVELOPE_TYPE_TX, no signatures). The network
 passphrase follows the daemon's ``--testnet`` flag, as upstream; the ed25519 signature over the transaction hash for
-that network is appended and the envelope, base64 XDR, is what upstream posts to ``/v3/xlm/broadcast``. Beyond
+that network is appended and the envelope, base64 XDR, is what upstream posts to the chain's broadcast route. Beyond
 upstream: an envelope that already carries a signature, or whose source account is not the wallet's, is refused.
 
-The raw key of an XLM wallet is the 32-byte ed25519 seed inside its ``S...`` secret.
+The raw key of an XLM wallet is the 32-byte ed25519 seed inside its ``S...`` secret (decoded by ``kms.chains.xlm``,
+which gives the chain code and the network passphrases through the constructor).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kms.api import NodeGateway, PendingTransaction
 from kms.errors import SigningError
-from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 from kms.signing.pending import check_chain, single_key
 
-CODE = "XLM"
-BROADCAST_PATH = "/v3/xlm/broadcast"
-TESTNET_PASSPHRASE = "Test SDF Network ; September 2015"  # noqa: S105 - a public network name
-MAINNET_PASSPHRASE = "Public Global Stellar Network ; September 2015"  # noqa: S105 - a public network name
-_INVALID_SEED = "invalid XLM secret: expected a Stellar secret seed (S...)"
 
-
-def network_passphrase(testnet: bool) -> str:
-    return TESTNET_PASSPHRASE if testnet else MAINNET_PASSPHRASE
-
-
-def xlm_raw_key(secret: str) -> SecretBuffer:
-    """The stored XLM secret (``S...``) as the raw key the signer takes: the 32-byte ed25519 seed."""
-    from stellar_sdk import StrKey
-
-    if not isinstance(secret, str) or not secret.startswith("S") or not secret.isalnum():
-        raise SigningError(_INVALID_SEED)
-    try:
-        seed = StrKey.decode_ed25519_secret_seed(secret)
-    except Exception:  # the library's message may quote the secret
-        raise SigningError(_INVALID_SEED) from None
-    return SecretBuffer(bytearray(seed))
-
-
-def _envelope(pending: PendingTransaction, passphrase: str) -> Any:
+def _envelope(pending: PendingTransaction, passphrase: str, code: str) -> Any:
     from stellar_sdk import TransactionEnvelope
     from stellar_sdk import xdr as stellar_xdr
 
@@ -54,24 +31,26 @@ def _envelope(pending: PendingTransaction, passphrase: str) -> Any:
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise SigningError("XLM serializedTransaction is not base64") from None
+        raise SigningError(f"{code} serializedTransaction is not base64") from None
     try:
         envelope_type = stellar_xdr.TransactionEnvelope.from_xdr_bytes(raw).type
     except Exception:
-        raise SigningError("XLM serializedTransaction is not a Stellar transaction envelope (XDR)") from None
+        raise SigningError(f"{code} serializedTransaction is not a Stellar transaction envelope (XDR)") from None
     if envelope_type != stellar_xdr.EnvelopeType.ENVELOPE_TYPE_TX:
-        raise SigningError(f"XLM envelope type {envelope_type.name} is not signed here (expected ENVELOPE_TYPE_TX)")
+        raise SigningError(f"{code} envelope type {envelope_type.name} is not signed here (expected ENVELOPE_TYPE_TX)")
     try:
         return TransactionEnvelope.from_xdr(text, passphrase)
     except Exception:
-        raise SigningError("XLM serializedTransaction is not a Stellar transaction envelope (XDR)") from None
+        raise SigningError(f"{code} serializedTransaction is not a Stellar transaction envelope (XDR)") from None
 
 
 class XlmSigner:
-    """Signs XLM pending transactions with one wallet; no network call."""
+    """Signs XLM pending transactions with one wallet; no network call. ``passphrases`` maps the daemon's
+    ``--testnet`` flag to the network passphrase the signature commits to."""
 
-    code = CODE
-    broadcast_path = BROADCAST_PATH
+    def __init__(self, code: str, passphrases: Mapping[bool, str]) -> None:
+        self.code = code
+        self.passphrases = {False: passphrases[False], True: passphrases[True]}
 
     def sign(
         self,
@@ -82,9 +61,9 @@ class XlmSigner:
     ) -> SignedTransaction:
         from stellar_sdk import Keypair
 
-        check_chain(pending, CODE)
-        key = single_key(CODE, keys)
-        envelope = _envelope(pending, network_passphrase(bool(testnet)))
+        check_chain(pending, self.code)
+        key = single_key(self.code, keys)
+        envelope = _envelope(pending, self.passphrases[bool(testnet)], self.code)
         if envelope.signatures:
             raise SigningError("XLM envelope already carries a signature")
         with key.raw() as seed:
@@ -100,8 +79,9 @@ class XlmSigner:
             del keypair
 
 
-def sign_rate(pending: PendingTransaction, key: KeyHandle, rounds: int, testnet: bool = True) -> None:
+def sign_rate(
+    signer: XlmSigner, pending: PendingTransaction, key: KeyHandle, rounds: int, testnet: bool = True
+) -> None:
     """Sign ``pending`` ``rounds`` times (for bench/sign.py)."""
-    signer = XlmSigner()
     for _ in range(rounds):
         signer.sign(pending, [key], testnet, None)

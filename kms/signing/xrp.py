@@ -3,10 +3,10 @@
 ``serializedTransaction`` is the autofilled transaction JSON. The signature covers SHA-512Half of the signing prefix
 and the canonical binary encoding; ``sEd...`` seeds sign with ed25519, other seeds with secp256k1 (DER, RFC 6979,
 low-S); ``SigningPubKey`` and ``TxnSignature`` are added and the binary blob, upper-case hex, is what upstream posts
-to ``/v3/xrp/broadcast``. Beyond upstream: the transaction's ``Account`` must be the wallet's address.
+to the chain's broadcast route. Beyond upstream: the transaction's ``Account`` must be the wallet's address.
 
-The raw key of an XRP wallet is its family seed text (ASCII): it carries the algorithm, which the 16 seed bytes
-alone do not.
+The raw key of an XRP wallet is its family seed text (ASCII; checked by ``kms.chains.xrp``, which gives the chain
+code through the constructor): it carries the algorithm, which the 16 seed bytes alone do not.
 """
 
 from __future__ import annotations
@@ -18,30 +18,13 @@ from typing import Any
 
 from kms.api import NodeGateway, PendingTransaction
 from kms.errors import SigningError
-from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 from kms.signing.pending import check_chain, parse_json_object, single_key
 
-CODE = "XRP"
-BROADCAST_PATH = "/v3/xrp/broadcast"
 _SIGNATURE_FIELDS = ("TxnSignature", "Signers")
 _ED25519_PREFIX = "ED"
 _BAD_SEED = "invalid XRP secret: expected an XRP Ledger family seed (s...)"
-
-
-def xrp_raw_key(secret: str) -> SecretBuffer:
-    """The stored XRP secret (``sEd...`` or ``s...`` family seed) as the raw key the signer takes: its ASCII bytes,
-    checked to decode as a seed."""
-    from xrpl.core.addresscodec import decode_seed
-
-    if not isinstance(secret, str) or not secret.startswith("s") or not secret.isalnum() or not secret.isascii():
-        raise SigningError(_BAD_SEED)
-    try:
-        decode_seed(secret)
-    except Exception:  # the library's message may quote the seed
-        raise SigningError(_BAD_SEED) from None
-    return SecretBuffer(secret.encode("ascii"))
 
 
 def _signing_key(seed: bytearray) -> tuple[str, Callable[[bytes], str]]:
@@ -72,8 +55,8 @@ def _signing_key(seed: bytearray) -> tuple[str, Callable[[bytes], str]]:
     return public_key, lambda message: sign(message, private_key)
 
 
-def _parse(pending: PendingTransaction) -> dict[str, Any]:
-    tx = parse_json_object(pending.serialized_transaction, CODE)
+def _parse(pending: PendingTransaction, code: str) -> dict[str, Any]:
+    tx = parse_json_object(pending.serialized_transaction, code)
     present = [name for name in _SIGNATURE_FIELDS if name in tx]
     if present:
         raise SigningError(f'XRP transaction must not contain "TxnSignature" or "Signers" (it has {present[0]})')
@@ -126,8 +109,8 @@ def _encode_signed(tx: dict[str, Any], public_key: str, sign: Callable[[bytes], 
 class XrpSigner:
     """Signs XRP pending transactions with one wallet; no network call."""
 
-    code = CODE
-    broadcast_path = BROADCAST_PATH
+    def __init__(self, code: str) -> None:
+        self.code = code
 
     def sign(
         self,
@@ -138,9 +121,9 @@ class XrpSigner:
     ) -> SignedTransaction:
         from xrpl.core.keypairs import derive_classic_address
 
-        check_chain(pending, CODE)
-        key = single_key(CODE, keys)
-        tx = _parse(pending)
+        check_chain(pending, self.code)
+        key = single_key(self.code, keys)
+        tx = _parse(pending, self.code)
         with key.raw() as seed:
             public_key, sign = _signing_key(seed)
         try:
@@ -152,8 +135,7 @@ class XrpSigner:
             del sign
 
 
-def sign_rate(pending: PendingTransaction, key: KeyHandle, rounds: int) -> None:
+def sign_rate(signer: XrpSigner, pending: PendingTransaction, key: KeyHandle, rounds: int) -> None:
     """Sign ``pending`` ``rounds`` times (for bench/sign.py)."""
-    signer = XrpSigner()
     for _ in range(rounds):
         signer.sign(pending, [key], True, None)

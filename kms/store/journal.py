@@ -7,12 +7,16 @@ States (column ``state``) and the only legal changes::
 
     (absent) --put--------> signed --mark_broadcast--> broadcast --reconcile--> completed | failed
        |                      |  \\------------------reconcile----------------> completed | failed
+       |                      |--resign--> signed (a new payload, recorded as such; see below)
        |--refuse--> refused   |
        |--quarantine--------> poisoned  <--quarantine-- signed | broadcast | failed
        |--hold--------------> held      <--hold-------- any other state
     any state --release--> (absent), leaving a release record (pending id, payload SHA-256)
 
 - signed: the payload is journaled (fsynced) and not yet known to be accepted; a restart re-sends the same payload.
+- resign: the one way a journaled payload is replaced, for chains whose signature expires unsent (SOL: its
+  blockhash), once the node proved the old one expired and never landed. Only from signed, only while the entry still
+  holds that old payload; the new meta names the replaced payload's SHA-256 and the reason says why.
 - broadcast: the broadcast call accepted it. completed / failed: the Tatum API said so when reconciled.
 - refused: the four-eye server said no; never asked again, never signed.
 - poisoned: processing it took a worker down; quarantined, reported once (``reported``), never retried automatically.
@@ -286,6 +290,32 @@ class SigningJournal:
                     f"pending transaction '{pending_id}' already has a different signed txData in the journal"
                 )
             _insert(txn.conn, pending_id, chain, S.SIGNED, payload, sha256_text(payload), request_sha256, meta_json)
+
+    def resign(
+        self, pending_id: str, replaced: str, payload: str, meta: Mapping[str, object] | None, reason: str
+    ) -> None:
+        """signed -> signed with a new payload, replacing ``replaced`` (which the node proved expired and never
+        landed). JournalConflictError when the entry holds another payload by now (someone else re-signed first);
+        JournalStateError when it is not signed (a broadcast or completed entry is never re-signed)."""
+        check_pending_id(pending_id)
+        if not isinstance(payload, str) or not payload or payload == replaced:
+            raise StoreError("a re-signed journal txData must be new, non-empty text")
+        if not reason:
+            raise StoreError("a re-signing is journaled with its reason")
+        with self._db.writing(need_key=False) as txn:
+            entry = _require(txn.conn, pending_id)
+            if entry.state is not S.SIGNED:
+                raise JournalStateError(f"pending transaction '{pending_id}' is {entry.status}; it is not re-signed")
+            if entry.payload != replaced:
+                raise JournalConflictError(
+                    f"pending transaction '{pending_id}' no longer holds the payload that expired; not re-signed"
+                )
+            meta_json = _encode_meta({**(meta or {}), "replacedPayloadSha256": entry.payload_sha256})
+            txn.conn.execute(
+                "UPDATE journal SET payload = ?, payload_sha256 = ?, meta = ?, reason = ?, updated_at = ?"
+                " WHERE pending_id = ?",
+                (payload, sha256_text(payload), meta_json, _clean_reason(reason), int(time.time()), pending_id),
+            )
 
     def refuse(self, pending_id: str, chain: str, reason: str = "") -> None:
         """absent -> refused (the four-eye server said no). Refusing a refused id again changes nothing."""
