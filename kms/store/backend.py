@@ -48,6 +48,10 @@ class StoreConnection(Protocol):
         """A write transaction holding the store's writer lock, so checks and the writes they guard are atomic
         across every process (and every replica) using the store."""
 
+    def begin_rows(self) -> None:
+        """A write transaction for single atomic statements (claims, heartbeats) that need not queue behind the
+        writer lock where the backend can avoid it."""
+
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
     @property
@@ -68,6 +72,10 @@ class StoreBackend(Protocol):
     """The store file, for a file backend (daemon lock, placement checks); None for a database server."""
     replicated: bool
     """Several daemons may use this store at once (claims and work sharing, kms.store.claims / replicas)."""
+    replica_id: str
+    """This process's name among the replicas of a replicated store ("" otherwise)."""
+    clock: str
+    """An SQL expression for the database's clock in unix seconds: leases are measured on one clock."""
 
     def probe(self) -> str:
         """ "missing" | "kms" | "upstream" | "other", without changing anything."""

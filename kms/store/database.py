@@ -254,6 +254,19 @@ class Database:
                 raise
 
     @contextmanager
+    def rows(self) -> Iterator[StoreConnection]:
+        """A write transaction for single atomic statements that need no writer lock (claims, heartbeats)."""
+        with self._lock:
+            conn = self.check_open()
+            conn.begin_rows()
+            try:
+                yield conn
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    @contextmanager
     def writing(self, *, need_key: bool = True) -> Iterator[Txn]:
         """A write transaction. The backend's writer lock is taken first, so checks (limits, duplicates, journal
         states) and the writes they guard are atomic across processes."""

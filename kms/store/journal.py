@@ -75,7 +75,8 @@ _TRANSITIONS: dict[JournalState, frozenset[JournalState]] = {
     S.POISONED: frozenset({S.POISONED, S.HELD}),
     S.HELD: frozenset({S.HELD}),
 }
-_PAYLOAD_STATES = (S.SIGNED, S.BROADCAST, S.COMPLETED, S.FAILED)
+PAYLOAD_STATES = (S.SIGNED, S.BROADCAST, S.COMPLETED, S.FAILED)
+"""States whose entry always carries the signed payload (a constraint of every backend's journal table)."""
 _PRUNABLE = (S.BROADCAST, S.COMPLETED)
 
 SCHEMA = f"""
@@ -92,7 +93,7 @@ CREATE TABLE journal (
     reconciled_at INTEGER,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    CHECK (state NOT IN ({", ".join(f"'{s.value}'" for s in _PAYLOAD_STATES)}) OR payload IS NOT NULL)
+    CHECK (state NOT IN ({", ".join(f"'{s.value}'" for s in PAYLOAD_STATES)}) OR payload IS NOT NULL)
 );
 CREATE INDEX journal_by_state ON journal (state, updated_at);
 CREATE TABLE journal_releases (

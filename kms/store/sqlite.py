@@ -190,6 +190,9 @@ class SqliteConnection:
     def begin_write(self) -> None:
         self.execute("BEGIN IMMEDIATE")
 
+    def begin_rows(self) -> None:
+        self.execute("BEGIN IMMEDIATE")  # one file, one writer: nothing to gain
+
     def commit(self) -> None:
         self.execute("COMMIT")
 
@@ -226,6 +229,8 @@ class SqliteBackend:
     """A store file. Any number of processes may open it; one daemon at a time (kms.store.lock)."""
 
     replicated = False
+    replica_id = ""
+    clock = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path) -> None:
         self.path: Path | None = path
