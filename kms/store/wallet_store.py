@@ -76,6 +76,11 @@ class WalletStore:
         return self._db.path
 
     @property
+    def database(self) -> Database:
+        """The open database (claims and replica heartbeats, kms.store.claims / replicas, work on it)."""
+        return self._db
+
+    @property
     def backend(self) -> StoreBackend:
         return self._db.backend
 
