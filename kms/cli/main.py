@@ -48,6 +48,13 @@ def _common_flags() -> argparse.ArgumentParser:
     )
     common.add_argument("--path", default=s, metavar="FILE", help="wallet store file (default ~/.tatumrc/wallet.dat)")
     common.add_argument(
+        "--store",
+        default=s,
+        metavar="URL",
+        help="wallet store URL: postgresql://HOST/DB for a store shared by several daemons, or sqlite:///PATH"
+        " (default: TATUM_KMS_STORE_URL, else --path)",
+    )
+    common.add_argument(
         "--create-dirs",
         "--createDirs",
         dest="create_dirs",

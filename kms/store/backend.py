@@ -91,6 +91,10 @@ class StoreBackend(Protocol):
     def upgrade(self, conn: StoreConnection, from_version: int) -> None:
         """Bring an older schema up to date inside the caller's write transaction."""
 
+    def as_replica(self) -> StoreBackend:
+        """This backend as a daemon uses it: for a replicated one, connections then name replica_id to the
+        database (which checks the claim behind every signed journal entry); a file backend is unchanged."""
+
 
 BackendFactory = Callable[[str, CredentialSource | None], StoreBackend]
 

@@ -262,6 +262,9 @@ class SqliteBackend:
     def check_placement(self) -> None:
         check_placement(self._path)
 
+    def as_replica(self) -> SqliteBackend:
+        return self  # one daemon per file (kms.store.lock)
+
     def upgrade(self, conn: StoreConnection, from_version: int) -> None:
         assert isinstance(conn, SqliteConnection)
         journal_schema.upgrade(conn, from_version)
