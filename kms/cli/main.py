@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kms.cli.journal_commands import register as register_journal_commands
 
     register_journal_commands(command)
+    from kms.cli.store_commands import register as register_store_commands
+
+    register_store_commands(command)
     from kms.cli.daemon_commands import register as register_daemon_commands
 
     register_daemon_commands(command)

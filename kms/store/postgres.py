@@ -304,7 +304,12 @@ class PostgresBackend:
         try:
             if conn.execute("SELECT to_regclass('header')").fetchone()[0] is None:
                 return "missing"
-            row = conn.execute("SELECT magic FROM header WHERE id = 1").fetchone()
+            try:
+                row = conn.execute("SELECT magic FROM header WHERE id = 1").fetchone()
+            except StoreUnavailableError:
+                raise
+            except StoreError:  # a table of that name that is not ours
+                return "other"
             return "kms" if row is not None and row[0] == MAGIC else "other"
         finally:
             conn.close()
