@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,7 @@ class Cluster:
 
     def __init__(self, tmp: Path, sandbox: SandboxProcess, server: PostgresServer, keys: int = 12) -> None:
         self.server = server
+        self.tmp = tmp
         self.dbname = server.create_database()
         self.url = server.url(self.dbname, password=False)
         self.wallets: list[tuple[str, str]] = []
@@ -65,13 +67,16 @@ class Cluster:
                 )
         extra = {"TATUM_KMS_STORE_PASSWORD": server.password, "TATUM_KMS_CLAIM_LEASE_S": LEASE_S}
         self.env = daemon_env(sandbox.url, PASSWORD, tmp, extra=extra)
-        self.procs: list[subprocess.Popen[str]] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *, url: str | None = None, metrics_port: int | None = None) -> subprocess.Popen[str]:
+    def start(self, *, url: str | None = None, metrics_port: int | None = None) -> subprocess.Popen[bytes]:
         args = ["--testnet", "--store", url or self.url, "--chain", "ETH", "--period", "0.3"]
         if metrics_port is not None:
             args += ["--metricsPort", str(metrics_port)]
-        proc = start_daemon(args, self.env, stdout=subprocess.DEVNULL)
+        with (self.tmp / f"daemon-{len(self.procs)}.log").open("w") as log:  # a full stderr pipe would stall it
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kms", "daemon", *args], stdout=subprocess.DEVNULL, stderr=log, env=self.env
+            )
         self.procs.append(proc)
         return proc
 

@@ -19,6 +19,7 @@ from kms.errors import KmsError, UsageError
 from kms.store.backend import StoreBackend
 from kms.store.claims import DEFAULT_LEASE_S, Claims
 from kms.store.database import Database
+from kms.store.journal import JournalState, SigningJournal
 from kms.store.lock import acquire_daemon_lock
 from kms.store.replicas import Membership, share
 
@@ -67,6 +68,7 @@ class Replication:
         self._live: list[str] = [replica_id]
         self._beat_at: float | None = None  # monotonic time of the last heartbeat that reached the database
         self._shares: dict[str, tuple[int, int]] = {}
+        self._polled_at: dict[str, float] = {}  # chain -> wall-clock time of this replica's last pending poll
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,10 +82,24 @@ class Replication:
         mine = share(everything, self.replica_id, live)
         with self._lock:
             self._shares[chain] = (len(mine), len(everything))
+            self._polled_at[chain.strip().upper()] = time.time()  # the poll follows at once
         return mine
 
     def acquire(self, pending_id: str) -> bool:
-        return self._claims().acquire(pending_id)
+        """Claim `pending_id`, unless another replica broadcast it after our poll listed it (while shares move, two
+        replicas may list the same id): re-sending those same bytes would be harmless, but it is load for nothing.
+        The next poll, made after that broadcast, says whether it is still pending."""
+        claims = self._claims()
+        if not claims.acquire(pending_id):
+            return False
+        entry = SigningJournal(self._database()).lookup(pending_id)
+        if entry is not None and entry.state in (JournalState.BROADCAST, JournalState.COMPLETED):
+            with self._lock:
+                polled_at = self._polled_at.get(entry.chain)
+            if polled_at is not None and entry.updated_at >= int(polled_at):
+                claims.release(pending_id)
+                return False
+        return True
 
     def confirm(self, pending_id: str) -> None:
         self._claims().confirm(pending_id)
