@@ -5,7 +5,8 @@ The database password is a second secret of the same kind, so it takes the same 
 the provider (``env`` by default), and that provider reads its usual settings with ``TATUM_KMS_STORE_`` in place of
 ``TATUM_KMS_``: TATUM_KMS_STORE_PASSWORD or TATUM_KMS_STORE_PASSWORD_FILE for env, TATUM_KMS_STORE_AWS_SECRET_NAME
 for aws, TATUM_KMS_STORE_AZURE_SECRETNAME for azure, TATUM_KMS_STORE_VAULT_... for vault. None of the store
-password's own settings is ever used for the database. The credential is fetched again at every (re)connect, so a
+password's own settings is ever used for the database. ``rds-iam`` and ``azure-entra`` make a short-lived token
+instead of fetching a password (backends.database_tokens). The credential is fetched again at every (re)connect, so a
 rotated secret or a short-lived token is picked up.
 """
 
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from backends.base import backend_settings, get_provider, setting
+from backends.database_tokens import TOKEN_SOURCES, token_source
 from kms.errors import UsageError
 from kms.hygiene import SecretBuffer
 from kms.store.backend import CredentialSource, StoreBackend, is_database_url, open_backend
@@ -37,12 +40,17 @@ def database_settings(settings: Mapping[str, str], provider: str) -> dict[str, s
     return seen
 
 
-def database_credentials(settings: Mapping[str, str]) -> CredentialSource | None:
-    """Fetches the database password from the chosen provider; None when nothing is configured (then the URL, a
+def database_credentials(settings: Mapping[str, str], location: str = "") -> CredentialSource | None:
+    """Fetches the database password from the chosen provider, or a short-lived token (rds-iam, azure-entra:
+    backends.database_tokens) for the database at `location`; None when nothing is configured (then the URL, a
     client certificate or ~/.pgpass authenticates, as libpq does)."""
     name = (setting(settings, STORE_BACKEND_SETTING) or "env").lower()
     if name == "prompt":
         raise UsageError(f"{STORE_BACKEND_SETTING}=prompt: the database password cannot be typed in; use a provider")
+    if name in TOKEN_SOURCES:
+        parts = urlsplit(location)
+        source = token_source(name, settings, parts.hostname or "", parts.port or 5432, unquote(parts.username or ""))
+        return source.fetch
     seen = database_settings(settings, name)
     if name == "env" and not (setting(seen, "TATUM_KMS_PASSWORD") or setting(seen, "TATUM_KMS_PASSWORD_FILE")):
         return None
@@ -68,5 +76,5 @@ def open_location(location: str, settings: Mapping[str, str]) -> StoreBackend:
     """The backend for a location, with the database credential wired in for a database URL."""
     if "://" not in location:
         return open_backend(Path(location).expanduser())
-    credentials = database_credentials(settings) if is_database_url(location) else None
+    credentials = database_credentials(settings, location) if is_database_url(location) else None
     return open_backend(location, credentials)
