@@ -63,13 +63,15 @@ def database_credentials(settings: Mapping[str, str], location: str = "") -> Cre
 
 
 def store_location(path_flag: str | None, store_flag: str | None, settings: Mapping[str, str], default: Path) -> str:
-    """The location chosen by ``--store``, else TATUM_KMS_STORE_URL, else ``--path`` (or the default file)."""
-    chosen = store_flag or setting(settings, STORE_URL_SETTING)
-    if chosen and path_flag:
+    """The location chosen by ``--store`` or ``--path`` (not both), else TATUM_KMS_STORE_URL, else the default file.
+    A flag wins over the setting."""
+    if store_flag and path_flag:
         raise UsageError("choose the store with --path FILE or --store URL, not both")
-    if chosen:
-        return chosen.strip()
-    return str(Path(path_flag).expanduser()) if path_flag else str(default)
+    if store_flag:
+        return store_flag.strip()
+    if path_flag:
+        return str(Path(path_flag).expanduser())
+    return (setting(settings, STORE_URL_SETTING) or str(default)).strip()
 
 
 def open_location(location: str, settings: Mapping[str, str]) -> StoreBackend:

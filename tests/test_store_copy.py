@@ -87,3 +87,19 @@ def test_a_failed_copy_leaves_nothing_and_says_why_in_one_line(tmp_path: Path, p
     assert open_backend(fresh).probe() == "missing"
     with open_any(source) as original, pytest.raises(StoreError, match="not empty"):
         copy_store(original, open_backend(source))
+
+
+def test_wallet_commands_work_on_a_database_store(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    url = postgres_server.url(postgres_server.create_database(), password=False)
+    env = kms_env(tmp_path, TATUM_KMS_STORE_PASSWORD=postgres_server.password, TATUM_KMS_STORE_URL=url)
+    created = run_kms(["generatemanagedwallet", "ETH"], tmp_path, env=env)
+    assert created.code == 0, created.stderr
+    assert "creating a new wallet store at postgresql://kms@127.0.0.1" in created.stderr
+    sid = created.json()["signatureId"]
+    record = run_kms(["getmanagedwallet", sid], tmp_path, env=env)
+    assert record.code == 0 and record.json()["chain"] == "ETH"
+    assert not (tmp_path / ".tatumrc" / "wallet.dat").exists()  # nothing went to the default file
+    file = run_kms(["getmanagedwallet", sid, "--path", str(tmp_path / "w.db")], tmp_path, env=env)
+    assert file.code != 0 and "no wallet store at" in file.error()  # the flag wins over TATUM_KMS_STORE_URL
+    both = run_kms(["getmanagedwallet", sid, "--path", str(tmp_path / "w.db"), "--store", url], tmp_path, env=env)
+    assert both.code != 0 and "not both" in both.error()
