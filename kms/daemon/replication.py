@@ -144,11 +144,18 @@ class Replication:
         self._thread.start()
 
     def _beat(self) -> None:
+        failing = False
         while not self._stop.wait(self.ttl_s / 3):
             try:
                 self.heartbeat()
             except KmsError as exc:
-                log.warning("heartbeat failed (%s); not ready until the database answers", exc)
+                if not failing:  # once per outage (or while sealed), not every beat
+                    log.warning("heartbeat failed (%s); not ready until the database answers", exc)
+                failing = True
+                continue
+            if failing:
+                log.info("heartbeat reaches the database again")
+            failing = False
 
     def stop(self) -> None:
         """Stop the heartbeats and leave, so the others take this share at their next poll."""
