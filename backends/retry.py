@@ -1,4 +1,4 @@
-"""The one retry policy every network provider uses.
+"""The retry policy every network provider uses: ``kms.retry``'s, with the providers' defaults and settings.
 
 Only ``TransientProviderError`` is retried (timeouts, connection errors, 5xx, throttling); anything else (4xx, a missing
 secret, a missing key) fails at once. Attempts are bounded and spaced by exponential backoff with jitter.
@@ -10,16 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
+from tenacity import RetryError
 
 from backends.base import Settings, float_setting, setting
+from kms import retry
 from kms.errors import TransientProviderError, UsageError
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(retry.RetryPolicy):
+    """The password providers' defaults of the one policy (``kms.retry``)."""
+
     attempts: int = 4
     initial_wait: float = 0.5
     max_wait: float = 8.0
@@ -40,12 +43,7 @@ class RetryPolicy:
 
     def run(self, provider: str, operation: Callable[[], T]) -> T:
         """Call ``operation`` until it succeeds, raises a non-transient error, or the attempts run out."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=self.initial_wait, max=self.max_wait) + wait_random(0, self.jitter),
-            retry=retry_if_exception_type(TransientProviderError),
-            reraise=False,
-        )
+        retrying = self.retrying(TransientProviderError)
         try:
             return retrying(operation)
         except RetryError as exhausted:

@@ -21,8 +21,10 @@ import coincurve
 from eth_utils import keccak
 
 from kms.api import PendingTransaction
-from kms.chains.base import SigningKey
-from kms.signing.evm import evm_signer
+from kms.chains import get_chain
+from kms.chains.evm import evm_signer
+from kms.hygiene import SecretBuffer
+from kms.keys import KeyHandle
 
 ETH_KEY = "0xdae259f7edf7c4b7370e5041a330638bd03d2ea87ef49cb175f88f8c41c3292b"
 ETH_TX = {
@@ -61,6 +63,12 @@ def rate(operation: Callable[[], object], seconds: float) -> float:
             return count / (now - start)
 
 
+def key_handle(chain: str, signature_id: str, text: str, testnet: bool) -> KeyHandle:
+    """What the daemon does per key before signing: the chain decodes the stored key text into a handle."""
+    with SecretBuffer(text) as secret:
+        return KeyHandle(signature_id, get_chain(chain).raw_signing_key(secret, "privateKey", None, testnet))
+
+
 def raw_secp256k1_rate(seconds: float) -> float:
     """coincurve's recoverable RFC 6979 signature over a 32-byte digest: the floor any EVM signer pays."""
     key = coincurve.PrivateKey(bytes.fromhex(ETH_KEY[2:]))
@@ -70,7 +78,7 @@ def raw_secp256k1_rate(seconds: float) -> float:
 
 def evm_section(seconds: float) -> list[Row]:
     signer = evm_signer("ETH")
-    keys = [SigningKey(signature_id="bench", private_key=ETH_KEY)]
+    keys = [key_handle("ETH", "bench", ETH_KEY, True)]
     transfer = PendingTransaction(id="bench", chain="ETH", serialized_transaction=json.dumps(ETH_TX))
     token = PendingTransaction(
         id="bench",
@@ -90,24 +98,28 @@ def evm_section(seconds: float) -> list[Row]:
             rate(lambda: signer.sign(transfer, keys, True), seconds),
         ),
         Row("ETH ERC-20 transfer call: EvmSigner.sign", rate(lambda: signer.sign(token, keys, True), seconds)),
+        Row(
+            "ETH transfer incl. the key handle (decode the stored key + sign)",
+            rate(lambda: signer.sign(transfer, [key_handle("ETH", "bench", ETH_KEY, True)], True), seconds),
+        ),
         Row("CELO transfer: CeloSigner.sign (Celo RLP)", rate(lambda: celo.sign(celo_pending, keys, True), seconds)),
     ]
     return rows
 
 
-def _btc_ten_input_pending() -> tuple[PendingTransaction, list[SigningKey]]:
+def _btc_ten_input_pending() -> tuple[PendingTransaction, list[str]]:
     """A BTC pending transaction in upstream's bitcore shape: 10 P2WPKH inputs from 10 keys, 2 outputs."""
     from bitcointx.base58 import encode as base58_encode
     from bitcointx.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, Hash, Hash160, b2lx
     from bitcointx.core.script import OP_0, CScript
 
-    keys: list[SigningKey] = []
+    keys: list[str] = []
     inputs: list[dict[str, object]] = []
     tx = CMutableTransaction(nVersion=2)
     for i in range(10):
         secret = bytes([i + 1]) * 32
         payload = b"\x80" + secret + b"\x01"
-        keys.append(SigningKey(f"wallet-{i}", base58_encode(payload + Hash(payload)[:4]), None))
+        keys.append(base58_encode(payload + Hash(payload)[:4]))
         script = CScript([OP_0, Hash160(coincurve.PrivateKey(secret).public_key.format())])
         txid = bytes([i]) * 32
         tx.vin.append(CMutableTxIn(COutPoint(txid, i)))
@@ -133,16 +145,23 @@ def _btc_ten_input_pending() -> tuple[PendingTransaction, list[SigningKey]]:
 
 
 def btc_section(seconds: float) -> list[Row]:
+    from kms.chains.utxo import BITCOIN
     from kms.signing.utxo import UtxoSigner
-    from kms.signing.utxo_common import BITCOIN
 
-    pending, keys = _btc_ten_input_pending()
+    pending, wifs = _btc_ten_input_pending()
+    keys = [key_handle("BTC", f"wallet-{i}", wif, False) for i, wif in enumerate(wifs)]
     signer = UtxoSigner(BITCOIN)
+
+    def with_handles() -> object:
+        handles = [key_handle("BTC", f"wallet-{i}", wif, False) for i, wif in enumerate(wifs)]
+        return signer.sign(pending, handles, False)
+
     return [
         Row(
             "BTC 10-input P2WPKH transaction: UtxoSigner.sign (transactions/s)",
             rate(lambda: signer.sign(pending, keys, False), seconds),
         ),
+        Row("BTC 10-input, incl. the 10 key handles (decode WIFs + sign)", rate(with_handles, seconds)),
     ]
 
 

@@ -7,8 +7,8 @@ recovered, input scripts evaluated, with the chain libraries) and refused. Nothi
 directory and every key are gone when it returns.
 
 Chains are found through the registry (every chain whose ``signer`` is not None). The example transaction and the
-check for a chain come from ``demo_pending`` / ``demo_verify`` on the chain or its signer when it has them, otherwise
-from the builders below, chosen by signing family (EVM, bitcore JSON, BCH), never by chain code.
+check for a chain come from the builders below, chosen by chain family (``EvmChain``; ``UtxoChain`` by the signer its
+``SigningNetwork`` names), never by chain code; a family without a builder is listed as such.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from kms.chains import get_chain, supported_codes
 from kms.chains.base import Chain
+from kms.chains.evm import EvmChain
+from kms.chains.utxo import UtxoChain
 from kms.daemon.four_eye import FourEye
 from kms.daemon.loop import Daemon, DaemonConfig
 from kms.hygiene import SecretBuffer, harden_process
@@ -209,22 +211,12 @@ class BchDemo:
 
 
 def _demo_support(chain: Chain, testnet: bool) -> DemoSupport | None:
-    signer: Any = chain.signer
-    if signer is None:
+    if chain.signer is None:
         return None
-    for owner in (chain, signer):
-        if hasattr(owner, "demo_pending") and hasattr(owner, "demo_verify"):
-            return owner  # type: ignore[no-any-return]
-    real = signer.load() if hasattr(signer, "load") else signer
-    if hasattr(real, "demo_pending") and hasattr(real, "demo_verify"):
-        return real  # type: ignore[no-any-return]
-    family = type(real).__module__
-    if hasattr(real, "chain_ids"):
-        return EvmDemo(real.chain_ids[testnet][0])
-    if family == "kms.signing.bch":
-        return BchDemo()
-    if family == "kms.signing.utxo":
-        return BitcoreDemo()
+    if isinstance(chain, EvmChain):
+        return EvmDemo(chain.facts.ids(testnet)[0])
+    if isinstance(chain, UtxoChain):
+        return BchDemo() if chain.signing.signer == "bch" else BitcoreDemo()
     return None
 
 

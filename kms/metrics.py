@@ -324,4 +324,26 @@ class NullMetrics:
         pass
 
 
-__all__ = ["METRIC_NAMES", "OTHER", "DaemonMetrics", "Metrics", "NullMetrics"]
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+class PolicyInfo:
+    """``kms_policy_info{sha256}`` = 1 for the local policy file in force (registered only when one is configured);
+    after a reload the old hash's series is removed."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._gauge = Gauge(
+            "kms_policy_info", "The local policy file in force (its SHA-256).", ["sha256"], registry=registry
+        )
+        self._current: str | None = None
+
+    def set(self, sha256: str) -> None:
+        if not _SHA256_HEX.fullmatch(sha256):
+            raise ValueError("a policy hash is 64 lower-case hex digits")
+        if self._current is not None and self._current != sha256:
+            self._gauge.remove(self._current)
+        self._gauge.labels(sha256=sha256).set(1)
+        self._current = sha256
+
+
+__all__ = ["METRIC_NAMES", "OTHER", "DaemonMetrics", "Metrics", "NullMetrics", "PolicyInfo"]

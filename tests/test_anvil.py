@@ -27,8 +27,9 @@ import httpx
 import pytest
 from eth_account import Account
 
-from kms.signing.evm import EVM_CHAINS, evm_signer
-from kms.signing.evm_lookups import LookupRetry, TatumEvmLookups
+from kms.chains.evm import EVM_FACTS, evm_signer
+from kms.retry import RetryPolicy
+from kms.tatum.gateway import TatumGateway
 from tests.servers.base import Request, Response
 from tests.test_sign_evm import decode_legacy, decode_typed, derivation_keys, key, pending_for
 from tests.test_sign_evm_lookups import API_KEY, FakeTatum, RpcFailure
@@ -183,14 +184,14 @@ def managed_key(chain: str, testnet: bool, index: str = "1") -> tuple[str, str]:
 def spend(
     node: Node, chain: str, testnet: bool, tx: dict[str, Any], private_key: str, lookups: Any = None
 ) -> tuple[str, dict[str, Any]]:
-    tx_data = evm_signer(chain).sign(pending_for(chain, tx), key(private_key), testnet, lookups)
+    tx_data = evm_signer(chain).sign(pending_for(chain, tx), key(private_key), testnet, lookups).payload
     return tx_data, node.send_raw(tx_data)
 
 
 @pytest.mark.parametrize("testnet", [False, True], ids=["mainnet", "testnet"])
-@pytest.mark.parametrize("chain", [c for c in EVM_CHAINS if c != "CELO"])
+@pytest.mark.parametrize("chain", [c for c, facts in EVM_FACTS.items() if facts.signs and c != "CELO"])
 def test_native_transfer_is_mined_and_moves_balances(anvil: Anvil, chain: str, testnet: bool) -> None:
-    chain_id = EVM_CHAINS[chain].chain_ids[testnet][0]
+    chain_id = EVM_FACTS[chain].ids(testnet)[0]
     node = anvil.on_chain(chain_id)
     private_key, address = managed_key(chain, testnet)
     node.fund(address, 2 * ETHER)
@@ -278,13 +279,13 @@ class TatumOverAnvil(FakeTatum):
 
 @pytest.mark.parametrize(("chain", "testnet"), [("ETH", True), ("XDC", False), ("KLAY", True), ("ONE", False)])
 def test_missing_fields_filled_through_tatum_routes_backed_by_the_node(anvil: Anvil, chain: str, testnet: bool) -> None:
-    chain_id = EVM_CHAINS[chain].chain_ids[testnet][0]
+    chain_id = EVM_FACTS[chain].ids(testnet)[0]
     node = anvil.on_chain(chain_id)
     private_key, address = managed_key(chain, testnet, "7")
     node.fund(address, ETHER)
     before = node.balance(RECIPIENT)
     with TatumOverAnvil(node) as tatum, httpx.Client(base_url=tatum.url, timeout=10.0) as http:
-        lookups = TatumEvmLookups(http, API_KEY, retry=LookupRetry(attempts=1))
+        lookups = TatumGateway(http, API_KEY, testnet=testnet, retry=RetryPolicy.none())
         tx = {"from": address, "to": RECIPIENT, "value": "12345"}
         if chain != "ETH":
             tx["gasPrice"] = str(2 * int(node.call("eth_gasPrice"), 16))  # these chains' prices come from elsewhere

@@ -18,6 +18,7 @@ from eth_account import Account
 from kms.api import PendingTransaction
 from kms.chains import get_chain
 from kms.chains.base import Chain
+from kms.chains.evm import evm_signer
 from kms.daemon.four_eye import FourEye, Verdict
 from kms.daemon.keys import NO_KEYS, KeyResolutionError, resolve_keys
 from kms.daemon.loop import Daemon, DaemonConfig, Outcome
@@ -25,8 +26,7 @@ from kms.errors import KmsError
 from kms.hygiene import SecretBuffer
 from kms.metrics import DaemonMetrics
 from kms.sandbox import Sandbox, SandboxAdmin
-from kms.signing.evm import evm_signer
-from kms.signing.evm_lookups import LookupRetry, TatumEvmLookups
+from kms.signing.base import SignedTransaction
 from kms.store import KdfParams, WalletStore
 from kms.tatum import RetryPolicy, TatumClient
 
@@ -86,8 +86,7 @@ def client(sandbox: Sandbox) -> Iterator[TatumClient]:
 
 def make_daemon(store: WalletStore, client: TatumClient, registry: Any = ETH_SIGNED, **kwargs: Any) -> Daemon:
     config = kwargs.pop("config", DaemonConfig(chains=("ETH",), testnet=True, concurrency=4))
-    lookups = TatumEvmLookups(client.http, "key", retry=LookupRetry(attempts=1))
-    return Daemon(config, store, client, lookups=lookups, registry=registry, **kwargs)
+    return Daemon(config, store, client, gateway=client.gateway(config.testnet), registry=registry, **kwargs)
 
 
 def eth_tx(**extra: Any) -> str:
@@ -190,6 +189,41 @@ def test_signer_failure_is_reported_and_not_journaled(
         daemon.close()
     assert "chainId 1" in errors(admin)["bad-chain-id"]
     assert store.journal_get("bad-chain-id") is None
+
+
+class SubmittingSigner:
+    """A signer whose chain wants the signed transaction sent to a node first (kms.signing.base.Submitter)."""
+
+    def __init__(self, store: WalletStore) -> None:
+        self.store = store
+        self.submitted: list[tuple[str, str | None]] = []
+
+    def sign(self, pending: Any, keys: Any, testnet: bool, gateway: Any) -> SignedTransaction:
+        return SignedTransaction(f"signed-{pending.id}", {"blockhash": "b"})
+
+    def submit(self, signed: SignedTransaction, gateway: Any) -> str:
+        assert gateway is not None and gateway.testnet is True
+        # What the journal holds when the node is asked: the signed payload is already on record.
+        self.submitted.append((signed.payload, self.store.journal_get(signed.payload.removeprefix("signed-"))))
+        return f"txid-of-{signed.payload}"
+
+
+def test_submitter_sends_to_the_node_after_journaling_and_broadcasts_what_it_returns(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.enqueue(pending("p1", hashes=[key_id]))
+    signer = SubmittingSigner(store)
+    daemon = make_daemon(store, client, registry_with({"ETH": signer}))
+    try:
+        report = daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert report.errors == []
+    assert len(signer.submitted) == 1
+    payload, journaled = signer.submitted[0]
+    assert payload == "signed-p1" and journaled is not None and "signed-p1" in journaled
+    assert sent(admin) == {"p1": "txid-of-signed-p1"}
 
 
 class Boom(Exception):

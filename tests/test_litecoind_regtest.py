@@ -26,9 +26,10 @@ from bitcointx.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COu
 from bitcointx.core.script import OP_0, OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160, CScript
 
 from kms.api import PendingTransaction
-from kms.chains.base import SigningKey
+from kms.chains.utxo import LITECOIN
+from kms.keys import KeyHandle
 from kms.signing.utxo import UtxoSigner, bitcore_script_string
-from kms.signing.utxo_common import LITECOIN
+from tests.test_sign_utxo import wif_handle
 
 LITECOIND = shutil.which("litecoind")
 pytestmark = pytest.mark.skipif(
@@ -155,9 +156,9 @@ def coinbase_of(rpc: Rpc, height: int) -> tuple[str, int]:
     return coinbase["txid"], round(coinbase["vout"][0]["value"] * 100_000_000)
 
 
-def sign_accept_mine(rpc: Rpc, serialized: str, keys: list[SigningKey]) -> str:
+def sign_accept_mine(rpc: Rpc, serialized: str, keys: list[KeyHandle]) -> str:
     pending = PendingTransaction(id="regtest", chain="LTC", serialized_transaction=serialized)
-    tx_data = UtxoSigner(LITECOIN).sign(pending, keys, testnet=True)
+    tx_data = UtxoSigner(LITECOIN).sign(pending, keys, testnet=True).payload
     verdict = rpc("testmempoolaccept", [tx_data])[0]
     assert verdict["allowed"], verdict
     txid = rpc("sendrawtransaction", tx_data)
@@ -179,7 +180,7 @@ def test_signed_transactions_are_accepted_and_mined(node: Rpc) -> None:
     nested_4 = CScript([OP_0, Hash160(keys[4][1])]).to_p2sh_scriptPubKey()
     outputs = [(1_000_000_000, witness_3), (500_000_000, nested_4), (reward - 1_500_000_000 - FEE, p2pkh(keys[0][1]))]
     first = bitcore_json([(txid0, 0, reward, p2pkh(keys[0][1]))], outputs)
-    first_txid = sign_accept_mine(node, first, [SigningKey("wallet", keys[0][0], 0)])
+    first_txid = sign_accept_mine(node, first, [wif_handle("LTC", keys[0][0], True, 0)])
 
     # Five inputs owned by five different derived keys, three script types, one pending transaction.
     txid1, reward1 = coinbase_of(node, 2)
@@ -193,6 +194,6 @@ def test_signed_transactions_are_accepted_and_mined(node: Rpc) -> None:
     ]
     total = sum(s[2] for s in spends)
     second = bitcore_json(spends, [(total // 2, p2pkh(keys[2][1])), (total - total // 2 - FEE, witness_3)])
-    signing_keys = [SigningKey("wallet", wif, index) for index, (wif, _) in enumerate(keys)]
+    signing_keys = [wif_handle("LTC", wif, True, index) for index, (wif, _) in enumerate(keys)]
     second_txid = sign_accept_mine(node, second, list(reversed(signing_keys)))
     assert node("gettxout", second_txid, 1)["confirmations"] == 1

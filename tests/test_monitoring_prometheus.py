@@ -63,19 +63,22 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemons]:
         assert sandbox.admin is not None
         sandbox.admin.reset()
         world = World(tmp_path_factory.mktemp("monitored"), sandbox, keys=1)
+        # A daemon holds its store's lock: the sealed daemon gets a store of its own.
+        sealed_world = World(tmp_path_factory.mktemp("sealed"), sandbox, keys=1)
         signature_id, _ = world.wallets[0]
         sandbox.admin.enqueue(eth_pending("needs-approval", signature_id))
         down_port, sealed_port = _free_port(), _free_port()
         # Nothing listens on this port: the approval server is down.
         approval_down = f"http://127.0.0.1:{_free_port()}/approval"
+        sealed_socket = str(sealed_world.tmp / "run" / "unseal.sock")
         procs = [
             subprocess.Popen(
                 [*_daemon_cmd(world, down_port), "--externalUrl", approval_down],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=world.env,
             ),
             subprocess.Popen(
-                [*_daemon_cmd(world, sealed_port), "--sealed", "--socket", str(world.tmp / "run" / "unseal.sock")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=world.env,
+                [*_daemon_cmd(sealed_world, sealed_port), "--sealed", "--socket", sealed_socket],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=sealed_world.env,
             ),
         ]  # fmt: skip
         try:

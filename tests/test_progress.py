@@ -146,6 +146,7 @@ def test_batch_generation_shows_progress_on_a_terminal_only(tmp_path: Path) -> N
 def test_passwd_on_a_large_store_shows_progress_on_a_terminal(large_store: Path, tmp_path: Path) -> None:
     copy = tmp_path / "wallet.dat"
     copy.write_bytes(large_store.read_bytes())
+    copy.chmod(0o600)  # a store readable by others is refused
     new_password = "a-new-password-for-the-copy"
     # No terminal on stdin: the new password is read from it.
     code, out, err = run(["passwd", "--path", str(copy)], tmp_path, stderr_on_pty=True, stdin=new_password.encode())

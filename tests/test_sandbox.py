@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -178,3 +179,44 @@ def test_sandbox_command_stops_on_sigint() -> None:
     assert info["approvalUrl"] == info["url"] + "/approval"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 0
+
+
+def test_kms_sandbox_runs_an_approval_v2_approver_with_its_own_key_and_rules(tmp_path: Path) -> None:
+    from kms.api import PendingTransaction
+    from kms.approval.intent import NATIVE_TRANSFER, Destination, Intent, payload_digest
+    from kms.approval.keys import generate_signing_key, public_key_from_pem
+    from kms.approval.v2 import ApprovalV2
+    from kms.daemon.four_eye import Verdict
+
+    daemon_key = generate_signing_key("ES256")
+    pinned = tmp_path / "daemon.pub"
+    pinned.write_text(daemon_key.public.pem())
+    rules = json.dumps([{"decision": "deny", "amountAbove": 1000}])
+    with SandboxProcess("--approver-v2", "--approver-rules", rules, "--approver-daemon-key", str(pinned)) as sb:
+        info = sb.info
+        approver_key = public_key_from_pem(info["approverPublicKey"])
+        assert approver_key.fingerprint == info["approverKeySha256"] and info["approverChecksDaemonKey"] is True
+        pending = PendingTransaction(id="p", chain="ETH", serialized_transaction="{}", hashes=("w",))
+        digest = payload_digest(b"bytes")
+
+        def intent(amount: int) -> Intent:
+            return Intent("ETH", "testnet", NATIVE_TRANSFER, destinations=(Destination("0x" + "22" * 20, amount),))
+
+        with ApprovalV2(info["approvalV2Url"], daemon_key, approver_key, timeout=10) as v2:
+            assert v2.check(pending, intent(1000), digest).approved
+            denied = v2.check(pending, intent(1001), digest)
+            assert denied.verdict is Verdict.REFUSED and denied.reason == "denied: rule 0"
+        with ApprovalV2(info["approvalV2Url"], generate_signing_key(), approver_key, timeout=10) as stranger:
+            assert stranger.check(pending, intent(1), digest).reason.startswith("http_status: ")
+        assert sb.stop() == 0
+
+
+def test_kms_sandbox_refuses_bad_approver_rules() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kms", "sandbox", "--approver-v2", "--approver-rules", '[{"decision": "maybe"}]'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert json.loads(result.stderr.strip().splitlines()[-1])["error"].startswith("--approver-rules: ")

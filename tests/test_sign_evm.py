@@ -19,9 +19,13 @@ from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 
 from kms.api import PendingTransaction
-from kms.chains.base import SigningKey
+from kms.chains import get_chain
+from kms.chains.evm import EVM_FACTS, EvmFacts, EvmQuirks, evm_signer
 from kms.errors import SigningError, TatumApiError
-from kms.signing.evm import EVM_CHAINS, CeloSigner, EvmQuirks, EvmSigner, evm_signer
+from kms.hygiene import SecretBuffer
+from kms.keys import KeyHandle
+from kms.signing.base import SignedTransaction
+from kms.signing.evm import CeloSigner, EvmSigner
 from tests.conftest import load_vectors
 
 EVM_CODES = ("ETH", "BSC", "MATIC", "KLAY", "XDC", "ONE", "KCS", "CELO")
@@ -52,16 +56,28 @@ def pending_for(chain: str, tx: Mapping[str, Any] | str, **extra: Any) -> Pendin
     )
 
 
-def key(private_key: str, index: int | None = None) -> list[SigningKey]:
-    return [SigningKey(signature_id="sig-1", private_key=private_key, index=index)]
+def handle(signature_id: str, private_key: str, index: int | None = None, chain: str = "ETH") -> KeyHandle:
+    """A key handle as the daemon makes it: the chain decodes the stored key text into raw bytes."""
+    with SecretBuffer(private_key) as secret:
+        return KeyHandle(signature_id, get_chain(chain).raw_signing_key(secret, "privateKey", None, False), index)
+
+
+def key(private_key: str, index: int | None = None) -> list[KeyHandle]:
+    return [handle("sig-1", private_key, index)]
+
+
+def signed_hex(signed: SignedTransaction) -> str:
+    assert isinstance(signed, SignedTransaction)
+    return signed.payload
 
 
 def _int(item: bytes) -> int:
     return int.from_bytes(item, "big")
 
 
-def decode_legacy(raw_hex: str) -> dict[str, Any]:
+def decode_legacy(raw_hex: str | SignedTransaction) -> dict[str, Any]:
     """Decode a signed legacy EIP-155 transaction with rlp and recover its sender with eth-account."""
+    raw_hex = raw_hex.payload if isinstance(raw_hex, SignedTransaction) else raw_hex
     raw = bytes.fromhex(raw_hex.removeprefix("0x"))
     items = rlp.decode(raw)
     assert isinstance(items, list) and len(items) == 9, "not a 9-field legacy transaction"
@@ -82,7 +98,8 @@ def decode_legacy(raw_hex: str) -> dict[str, Any]:
     }
 
 
-def decode_typed(raw_hex: str) -> dict[str, Any]:
+def decode_typed(raw_hex: str | SignedTransaction) -> dict[str, Any]:
+    raw_hex = raw_hex.payload if isinstance(raw_hex, SignedTransaction) else raw_hex
     raw = bytes.fromhex(raw_hex.removeprefix("0x"))
     typed = TypedTransaction.from_bytes(HexBytes(raw))
     as_dict = typed.as_dict()
@@ -91,8 +108,9 @@ def decode_typed(raw_hex: str) -> dict[str, Any]:
     return as_dict
 
 
-def decode_celo(raw_hex: str) -> dict[str, Any]:
+def decode_celo(raw_hex: str | SignedTransaction) -> dict[str, Any]:
     """Celo's 12-field layout, with the sender recovered by eth-keys from the EIP-155 signing hash."""
+    raw_hex = raw_hex.payload if isinstance(raw_hex, SignedTransaction) else raw_hex
     items = rlp.decode(bytes.fromhex(raw_hex.removeprefix("0x")))
     assert isinstance(items, list) and len(items) == 12, "not a 12-field Celo transaction"
     body, (v, r, s) = items[:9], items[9:]
@@ -115,15 +133,20 @@ def decode_celo(raw_hex: str) -> dict[str, Any]:
     }
 
 
+_BY_RPC = {facts.route.rpc: code for code, facts in EVM_FACTS.items() if facts.route is not None}
+_BY_REST = {facts.route.rest: code for code, facts in EVM_FACTS.items() if facts.route is not None}
+
+
 @dataclass
 class FakeLookups:
-    """Answers like the Tatum API would and records what was asked."""
+    """A NodeGateway that answers like the Tatum API would and records what was asked, as (kind, chain, ...)."""
 
     nonce: int = 5
     price: int = 7 * 10**9
     gas: int = 50_000
     chain: int | None = None
     fee_currency_price: int | None = None
+    testnet: bool = True
     calls: list[tuple[Any, ...]] = field(default_factory=list)
 
     def transaction_count(self, chain: str, address: str, testnet: bool) -> int:
@@ -150,6 +173,37 @@ class FakeLookups:
 
     def kinds(self) -> list[str]:
         return [call[0] for call in self.calls]
+
+    # -- the NodeGateway protocol, routed to the look-ups above ----------------------------------------------------
+
+    def tatum_get(self, path: str, *, what: str) -> Any:
+        parts = path.split("/")
+        if parts[2:4] == ["blockchain", "fee"]:
+            return {"medium": str(self.gas_price(parts[4], self.testnet))}
+        assert parts[3:5] == ["transaction", "count"], path
+        return self.transaction_count(_BY_REST[parts[2]], parts[5], self.testnet)
+
+    def tatum_post(self, path: str, body: Any, *, what: str) -> Any:
+        raise AssertionError(f"unexpected POST {path}")
+
+    def node_rpc(self, path: str, method: str, params: Any, *, what: str) -> Any:
+        chain, name = _BY_RPC[path], method.split("_", 1)[1]
+        if name == "getTransactionCount":
+            return self.transaction_count(chain, params[0], self.testnet)
+        if name == "gasPrice":
+            if params:
+                return self.fee_currency_gas_price(chain, params[0], self.testnet)
+            return self.gas_price(chain, self.testnet)
+        if name == "estimateGas":
+            return self.estimate_gas(chain, params[0], self.testnet)
+        assert name.lower() == "chainid", method
+        return self.chain_id(chain, self.testnet)
+
+    def external_get(self, url: str, *, what: str) -> Any:
+        return {"fast": {"maxFee": self.gas_price("MATIC", self.testnet) / 10**9}}
+
+    def external_post(self, url: str, body: Any, *, what: str) -> Any:
+        raise AssertionError(f"unexpected POST {url}")
 
 
 def decode_any(chain: str, raw_hex: str) -> dict[str, Any]:
@@ -185,9 +239,9 @@ def test_daemon_eth_vectors_are_byte_identical(vector: dict[str, Any]) -> None:
         index=index,
         withdrawal_id=pending_raw.get("withdrawalId"),
     )
-    lookups = FakeLookups(nonce=0)
+    lookups = FakeLookups(nonce=0, testnet=vector["testnet"])
     tx_data = evm_signer(vector["chain"]).sign(pending, key(private_key, index), vector["testnet"], lookups)
-    assert tx_data == vector["expected"]["txData"]
+    assert tx_data.payload == vector["expected"]["txData"]
     assert vector["expected"]["broadcastPath"] == "/v3/ethereum/broadcast"
 
 
@@ -364,17 +418,23 @@ def test_eth_fills_nonce_gas_price_gas_and_chain_id_from_lookups() -> None:
 
 def test_zero_gas_price_is_fetched_like_upstream() -> None:
     for zero in ("0", 0, "0x0"):
-        lookups = FakeLookups(price=4 * 10**9)
-        tx = {"to": RECIPIENT, "value": "1", "gas": 21000, "gasPrice": zero, "nonce": 1, "chainId": 56}
-        decoded = decode_legacy(evm_signer("BSC").sign(pending_for("BSC", tx), key(PK), False, lookups))
+        lookups = FakeLookups(price=4 * 10**9, testnet=False)
+        tx = {"to": RECIPIENT, "value": "1", "gas": 21000, "gasPrice": zero, "nonce": 1, "chainId": 1666600000}
+        decoded = decode_legacy(evm_signer("ONE").sign(pending_for("ONE", tx), key(PK), False, lookups))
         assert decoded["gasPrice"] == 4 * 10**9
         assert lookups.kinds() == ["gas_price"]
+    # BSC's price is the one upstream's SDK hard-codes (10 gwei): filled in without asking anyone.
+    lookups = FakeLookups(price=4 * 10**9, testnet=False)
+    tx = {"to": RECIPIENT, "value": "1", "gas": 21000, "gasPrice": "0", "nonce": 1, "chainId": 56}
+    decoded = decode_legacy(evm_signer("BSC").sign(pending_for("BSC", tx), key(PK), False, lookups))
+    assert decoded["gasPrice"] == 10 * 10**9
+    assert lookups.calls == []
 
 
 @pytest.mark.parametrize("chain", ["MATIC", "KLAY", "ONE", "KCS"])
 def test_call_style_estimate_sends_from_to_and_data_only(chain: str) -> None:
-    lookups = FakeLookups(gas=30_000)
-    chain_id = EVM_CHAINS[chain].chain_ids[False][0]
+    lookups = FakeLookups(gas=30_000, testnet=False)
+    chain_id = EVM_FACTS[chain].ids(False)[0]
     tx = {"to": TOKEN, "value": "1", "data": "0x01", "gasPrice": 1, "nonce": 1, "chainId": chain_id}
     decode_legacy(evm_signer(chain).sign(pending_for(chain, tx), key(PK), False, lookups))
     assert lookups.calls == [
@@ -383,14 +443,14 @@ def test_call_style_estimate_sends_from_to_and_data_only(chain: str) -> None:
 
 
 def test_xdc_reestimates_gas_even_when_given() -> None:
-    lookups = FakeLookups(gas=31_000)
+    lookups = FakeLookups(gas=31_000, testnet=False)
     tx = {"to": RECIPIENT, "value": "1", "gas": 99_000, "gasPrice": 1, "nonce": 1, "chainId": 50}
     assert decode_legacy(evm_signer("XDC").sign(pending_for("XDC", tx), key(PK), False, lookups))["gas"] == 31_000
     assert decode_legacy(evm_signer("XDC").sign(pending_for("XDC", tx), key(PK), False))["gas"] == 99_000
 
 
 def test_eth_offchain_withdrawal_reestimates_gas() -> None:
-    lookups = FakeLookups(gas=25_000)
+    lookups = FakeLookups(gas=25_000, testnet=False)
     tx = {"to": RECIPIENT, "value": "1", "gas": 99_000, "gasPrice": 1, "nonce": 1, "chainId": 1}
     plain = evm_signer("ETH").sign(pending_for("ETH", tx), key(PK), False, lookups)
     assert decode_legacy(plain)["gas"] == 99_000 and lookups.calls == []
@@ -400,7 +460,7 @@ def test_eth_offchain_withdrawal_reestimates_gas() -> None:
 
 def test_celo_adds_margin_to_estimate_and_floors_cusd_price() -> None:
     cusd = "0x765de816845861e75a25fca122bb6898b8b1282a"
-    lookups = FakeLookups(gas=40_000, fee_currency_price=0x1DCD6500, nonce=3)
+    lookups = FakeLookups(gas=40_000, fee_currency_price=0x1DCD6500, nonce=3, testnet=False)
     tx = {"chainId": 42220, "feeCurrency": cusd, "to": RECIPIENT, "value": "0x1"}
     decoded = decode_celo(evm_signer("CELO").sign(pending_for("CELO", tx), key(PK), False, lookups))
     assert decoded["gas"] == 140_000
@@ -410,7 +470,7 @@ def test_celo_adds_margin_to_estimate_and_floors_cusd_price() -> None:
 
 
 def test_celo_plain_gas_price_is_not_floored() -> None:
-    lookups = FakeLookups(price=100, gas=21_000)
+    lookups = FakeLookups(price=100, gas=21_000, testnet=False)
     tx = {"chainId": 42220, "to": RECIPIENT, "value": "0x1", "nonce": 0}
     decoded = decode_celo(evm_signer("CELO").sign(pending_for("CELO", tx), key(PK), False, lookups))
     assert decoded["gasPrice"] == 100
@@ -442,12 +502,14 @@ def test_lookup_failures_do_not_sign() -> None:
 
     tx = {"to": RECIPIENT, "value": "1", "chainId": 1}
     with pytest.raises(SigningError, match=r"could not look up the ETH nonce \(ConnectionError\)") as info:
-        evm_signer("ETH").sign(pending_for("ETH", tx), key(PK), False, Broken())
+        evm_signer("ETH").sign(pending_for("ETH", tx), key(PK), False, Broken(testnet=False))
     assert "secret-url" not in str(info.value)
     with pytest.raises(TatumApiError):
-        evm_signer("ETH").sign(pending_for("ETH", {**tx, "nonce": 1}), key(PK), False, ApiDown())
+        evm_signer("ETH").sign(pending_for("ETH", {**tx, "nonce": 1}), key(PK), False, ApiDown(testnet=False))
     with pytest.raises(SigningError, match="unusable ETH gas limit"):
-        evm_signer("ETH").sign(pending_for("ETH", {**tx, "nonce": 1, "gasPrice": 1}), key(PK), False, Nonsense())
+        evm_signer("ETH").sign(
+            pending_for("ETH", {**tx, "nonce": 1, "gasPrice": 1}), key(PK), False, Nonsense(testnet=False)
+        )
 
 
 def test_missing_fields_without_lookups_fail() -> None:
@@ -456,9 +518,15 @@ def test_missing_fields_without_lookups_fail() -> None:
 
 
 def test_custom_signer_from_data() -> None:
-    signer = EvmSigner(code="ETH", chain_ids={False: 1, True: [11155111]}, quirks=EvmQuirks())
+    signer = EvmSigner(EvmFacts("ETH", "ethereum", 60, chain_ids={False: 1, True: [11155111]}, quirks=EvmQuirks()))
     assert signer.chain_ids[True] == (11155111,)
     assert "private" not in repr(signer)
     assert isinstance(evm_signer("celo"), CeloSigner)
     with pytest.raises(ValueError):
-        EvmSigner(code="ETH", chain_ids={False: 1})
+        EvmSigner(EvmFacts("ETH", "ethereum", 60, chain_ids={False: 1}))
+
+
+def test_gateway_of_the_other_network_is_refused() -> None:
+    tx = {"to": RECIPIENT, "value": "1", "gas": 21000, "gasPrice": 1, "nonce": 1, "chainId": 1}
+    with pytest.raises(SigningError, match="another network"):
+        evm_signer("ETH").sign(pending_for("ETH", tx), key(PK), False, FakeLookups(testnet=True))

@@ -11,10 +11,9 @@ from eth_account import Account
 from eth_keys.datatypes import PrivateKey
 
 from kms.api import PendingTransaction
-from kms.chains.base import SigningKey
+from kms.chains.evm import evm_signer
 from kms.errors import KmsError, SigningError
-from kms.signing.evm import evm_signer
-from tests.test_sign_evm import FakeLookups, key, pending_for
+from tests.test_sign_evm import FakeLookups, handle, key, pending_for
 
 PK = "0xdae259f7edf7c4b7370e5041a330638bd03d2ea87ef49cb175f88f8c41c3292b"
 OTHER_PK = "0x" + "11" * 32
@@ -56,13 +55,17 @@ def refuse(
     *,
     chain: str = "ETH",
     testnet: bool = True,
-    keys: list[SigningKey] | None = None,
+    keys: list[tuple[str, str]] | None = None,
+    pending_index: int | None = None,
     lookups: Any = None,
     **pending_extra: Any,
 ) -> None:
+    """``keys``: (signatureId, key text) pairs, made into handles by the chain inside the refusal check; otherwise
+    PK, derived at ``pending_index``."""
     pending = pending_for(chain, tx, **pending_extra)
     with pytest.raises(SigningError, match=match) as info:
-        evm_signer(chain).sign(pending, keys if keys is not None else key(PK), testnet, lookups)
+        handles = [handle(sid, text) for sid, text in keys] if keys is not None else key(PK, pending_index)
+        evm_signer(chain).sign(pending, handles, testnet, lookups)
     message = str(info.value)
     assert "\n" not in message
     assert PK[2:] not in message.lower() and OTHER_PK[2:] not in message.lower()
@@ -70,7 +73,7 @@ def refuse(
 
 
 def test_the_good_transaction_signs(signatures_made: list[str]) -> None:
-    assert evm_signer("ETH").sign(pending_for("ETH", GOOD), key(PK), True).startswith("0xf86a")
+    assert evm_signer("ETH").sign(pending_for("ETH", GOOD), key(PK), True).payload.startswith("0xf86a")
     assert signatures_made[0] == "tx"
 
 
@@ -173,22 +176,22 @@ def test_xdc_from_must_match_in_either_spelling(signatures_made: list[str]) -> N
     ("keys", "match"),
     [
         ([], "exactly one key, got 0"),
-        ([SigningKey("a", PK), SigningKey("b", OTHER_PK)], "exactly one key, got 2"),
-        ([SigningKey("a", PK[:-2])], "not a 32-byte hex private key"),
-        ([SigningKey("a", PK + "00")], "not a 32-byte hex private key"),
-        ([SigningKey("a", "0x" + "zz" * 32)], "not a 32-byte hex private key"),
-        ([SigningKey("a", "0x" + "00" * 32)], "not a valid secp256k1 private key"),
-        ([SigningKey("a", "0x" + "ff" * 32)], "not a valid secp256k1 private key"),
-        ([SigningKey("a", "L1aW4aubDFB7yfras2S1mN3bqg9nwySY8nkoLmJebSLD5BWv3ENZ")], "not a 32-byte hex private key"),
+        ([("a", PK), ("b", OTHER_PK)], "exactly one key, got 2"),
+        ([("a", PK[:-2])], "not a 32-byte hex private key"),
+        ([("a", PK + "00")], "not a 32-byte hex private key"),
+        ([("a", "0x" + "zz" * 32)], "not a 32-byte hex private key"),
+        ([("a", "0x" + "00" * 32)], "not a valid secp256k1 private key"),
+        ([("a", "0x" + "ff" * 32)], "not a valid secp256k1 private key"),
+        ([("a", "L1aW4aubDFB7yfras2S1mN3bqg9nwySY8nkoLmJebSLD5BWv3ENZ")], "not a 32-byte hex private key"),
     ],
     ids=["none", "two", "short", "long", "not-hex", "zero", "over-order", "wif"],
 )
-def test_bad_keys(signatures_made: list[str], keys: list[SigningKey], match: str) -> None:
+def test_bad_keys(signatures_made: list[str], keys: list[tuple[str, str]], match: str) -> None:
     refuse(signatures_made, GOOD, match, keys=keys)
 
 
 def test_key_index_must_match_pending_index(signatures_made: list[str]) -> None:
-    refuse(signatures_made, GOOD, "another index", keys=key(PK, 3), index=4)
+    refuse(signatures_made, GOOD, "another index", pending_index=3, index=4)
 
 
 def test_pending_for_another_chain(signatures_made: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""TatumEvmLookups against a local fake of the Tatum API (real sockets on 127.0.0.1): routes, retries, refusals."""
+"""The EVM look-ups through the real TatumGateway against a local fake of the Tatum API (real sockets on 127.0.0.1):
+routes, retries, refusals, and what the gateway sends where."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 from eth_account import Account
 
+from kms.chains.evm import EVM_FACTS, GWEI, PolygonGasStation, evm_signer
 from kms.errors import TatumApiError
-from kms.signing.evm import evm_signer
-from kms.signing.evm_lookups import GWEI, LookupRetry, TatumEvmLookups
+from kms.retry import RetryPolicy
+from kms.signing.evm_lookups import EvmNodeLookups
+from kms.tatum.gateway import TatumGateway
 from tests.servers.base import FakeServer, Request, Response
 from tests.test_sign_evm import decode_celo, decode_legacy, key, pending_for
 
@@ -92,11 +96,58 @@ def client(tatum: FakeTatum) -> Iterator[httpx.Client]:
         yield http
 
 
-def lookups_for(client: httpx.Client, tatum: FakeTatum, **kwargs: Any) -> tuple[TatumEvmLookups, list[float]]:
+_UNSET = object()
+
+
+class Lookups:
+    """The EVM look-ups of any chain and network, each an EvmNodeLookups over a real TatumGateway with the chain's
+    own routes (the Polygon gas station moved to ``gas_station``, the local fake's)."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = lambda _: None,
+        testnet_type: str | None = None,
+        gas_station: Any = _UNSET,
+    ) -> None:
+        self.gateways = {
+            net: TatumGateway(http, API_KEY, testnet=net, testnet_type=testnet_type, retry=retry, sleep=sleep)
+            for net in (False, True)
+        }
+        self._gas_station = gas_station
+
+    def __repr__(self) -> str:
+        return f"Lookups({self.gateways!r})"
+
+    def _for(self, chain: str, testnet: bool) -> EvmNodeLookups:
+        facts = EVM_FACTS.get(chain)
+        route = facts.route if facts is not None else None
+        if route is not None and isinstance(route.gas_price, PolygonGasStation) and self._gas_station is not _UNSET:
+            route = replace(route, gas_price=PolygonGasStation(url=self._gas_station))
+        return EvmNodeLookups(self.gateways[testnet], chain, route)
+
+    def transaction_count(self, chain: str, address: str, testnet: bool) -> int:
+        return self._for(chain, testnet).transaction_count(address)
+
+    def gas_price(self, chain: str, testnet: bool) -> int:
+        return self._for(chain, testnet).gas_price()
+
+    def fee_currency_gas_price(self, chain: str, currency: str, testnet: bool) -> int:
+        return self._for(chain, testnet).fee_currency_gas_price(currency)
+
+    def estimate_gas(self, chain: str, tx: dict[str, Any], testnet: bool) -> int:
+        return self._for(chain, testnet).estimate_gas(tx)
+
+    def chain_id(self, chain: str, testnet: bool) -> int:
+        return self._for(chain, testnet).chain_id()
+
+
+def lookups_for(client: httpx.Client, tatum: FakeTatum, **kwargs: Any) -> tuple[Lookups, list[float]]:
     waits: list[float] = []
-    retry = kwargs.pop("retry", None) or LookupRetry(sleep=waits.append)
-    kwargs.setdefault("polygon_gas_station_url", tatum.url + "/gasstation")
-    return TatumEvmLookups(client, API_KEY, retry=retry, **kwargs), waits
+    kwargs.setdefault("gas_station", tatum.url + "/gasstation")
+    return Lookups(client, sleep=waits.append, **kwargs), waits
 
 
 # -- routes -------------------------------------------------------------------------------------------------------
@@ -184,12 +235,12 @@ def test_polygon_gas_station(max_fee: float | None, expected_gwei: int) -> None:
 
 
 def test_polygon_without_gas_station_asks_the_node(client: httpx.Client, tatum: FakeTatum) -> None:
-    lookups, _ = lookups_for(client, tatum, polygon_gas_station_url=None)
+    lookups, _ = lookups_for(client, tatum, gas_station=None)
     assert lookups.gas_price("MATIC", True) == 15 * GWEI
     assert tatum.rpc_methods() == ["eth_gasPrice"]
 
 
-def test_testnet_type_header_when_configured(client: httpx.Client, tatum: FakeTatum) -> None:
+def test_testnet_type_header_when_configured_on_testnet(client: httpx.Client, tatum: FakeTatum) -> None:
     lookups, _ = lookups_for(client, tatum, testnet_type="ethereum-sepolia")
     lookups.gas_price("ETH", True)
     lookups.gas_price("ETH", False)
@@ -255,7 +306,7 @@ def test_connection_refused_is_retried_and_reported_without_url() -> None:
         port = probe.getsockname()[1]
     waits: list[float] = []
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2.0) as http:
-        lookups = TatumEvmLookups(http, API_KEY, retry=LookupRetry(attempts=3, sleep=waits.append))
+        lookups = Lookups(http, retry=RetryPolicy(attempts=3), sleep=waits.append)
         with pytest.raises(TatumApiError, match="could not reach the Tatum API") as info:
             lookups.chain_id("ETH", False)
     assert len(waits) == 2
@@ -270,7 +321,7 @@ def test_timeout_is_retried() -> None:
             return super().handle(request)
 
     with Slow() as slow, httpx.Client(base_url=slow.url, timeout=0.2) as http:
-        lookups = TatumEvmLookups(http, API_KEY, retry=LookupRetry(attempts=2, sleep=lambda _: None))
+        lookups = Lookups(http, retry=RetryPolicy(attempts=2))
         assert lookups.gas_price("ETH", False) == 20 * GWEI
         assert slow.count() == 2
 
@@ -280,8 +331,8 @@ def test_json_rpc_error_is_not_retried(client: httpx.Client) -> None:
         raise RpcFailure({"code": -32000, "message": "execution reverted: ERC20: transfer amount exceeds balance"})
 
     with FakeTatum(rpc=reverting) as server, httpx.Client(base_url=server.url) as http:
-        lookups = TatumEvmLookups(http, API_KEY, retry=LookupRetry(sleep=lambda _: None))
-        with pytest.raises(TatumApiError, match="eth_estimateGas failed on the ETH node: execution reverted"):
+        lookups = Lookups(http)
+        with pytest.raises(TatumApiError, match="eth_estimateGas on the ETH node failed: execution reverted"):
             lookups.estimate_gas("ETH", {"to": RECIPIENT}, False)
         assert server.count() == 1
 
@@ -315,7 +366,7 @@ def test_eth_signer_fills_everything_through_tatum(client: httpx.Client, tatum: 
     lookups, _ = lookups_for(client, tatum)
     tatum.nonces[ADDRESS] = 9
     pending = pending_for("ETH", {"from": 0, "to": RECIPIENT, "value": "1000"})
-    decoded = decode_legacy(evm_signer("ETH").sign(pending, key(PK), True, lookups))
+    decoded = decode_legacy(evm_signer("ETH").sign(pending, key(PK), True, lookups.gateways[True]))
     assert (decoded["nonce"], decoded["gasPrice"], decoded["gas"], decoded["chainId"]) == (
         9,
         20 * GWEI,
@@ -339,9 +390,51 @@ def test_celo_signer_through_tatum(client: httpx.Client) -> None:
         )
 
     with FakeTatum(rpc=celo_rpc) as server, httpx.Client(base_url=server.url) as http:
-        lookups = TatumEvmLookups(http, API_KEY, retry=LookupRetry(sleep=lambda _: None))
+        gateway = Lookups(http).gateways[True]
         pending = pending_for("CELO", {"to": RECIPIENT, "value": "0x1"})
-        decoded = decode_celo(evm_signer("CELO").sign(pending, key(PK), True, lookups))
+        decoded = decode_celo(evm_signer("CELO").sign(pending, key(PK), True, gateway))
     assert (decoded["nonce"], decoded["gasPrice"], decoded["gas"], decoded["chainId"]) == (2, 5 * GWEI, 130_000, 44787)
     estimate = next(json.loads(r.body) for r in server.requests if b"eth_estimateGas" in r.body)
     assert estimate["params"][0]["from"] == ADDRESS
+
+
+# -- the gateway itself ---------------------------------------------------------------------------------------------
+
+
+def test_gateway_fills_the_api_key_and_keeps_it_out_of_errors(client: httpx.Client, tatum: FakeTatum) -> None:
+    gateway = TatumGateway(client, API_KEY, testnet=False, sleep=lambda _: None)
+    assert gateway.testnet is False
+    assert gateway.node_rpc("/v3/bsc/web3/{apiKey}", "eth_chainId", [], what="BSC chain id") == hex(11155111)
+    assert tatum.requests[-1].path == f"/v3/bsc/web3/{API_KEY}"
+    tatum.fail_next(1, Response.json(404, {"message": f"no such path /v3/bsc/web3/{API_KEY}"}))
+    with pytest.raises(TatumApiError) as info:
+        gateway.node_rpc("/v3/bsc/web3/{apiKey}", "eth_chainId", [], what="BSC chain id")
+    assert API_KEY not in str(info.value) and "BSC chain id" in str(info.value)
+    assert API_KEY not in repr(gateway) and API_KEY not in str(gateway)
+
+
+def test_gateway_posts_json_to_tatum_and_refuses_absolute_paths(client: httpx.Client, tatum: FakeTatum) -> None:
+    gateway = TatumGateway(client, API_KEY, testnet=True, sleep=lambda _: None)
+    call = {"jsonrpc": "2.0", "id": 1, "method": "eth_estimateGas", "params": [{}]}
+    assert gateway.tatum_post("/v3/blockchain/node/CELO/{apiKey}", call, what="estimate")["result"] == hex(21_000)
+    with pytest.raises(TatumApiError, match="relative"):
+        gateway.tatum_get("https://elsewhere.example/v3/blockchain/fee/ETH", what="fee")
+    with pytest.raises(TatumApiError, match="absolute"):
+        gateway.external_get("/gasstation", what="station")
+    assert tatum.count() == 1
+
+
+def test_gateway_external_post_carries_no_tatum_headers(tatum: FakeTatum) -> None:
+    with httpx.Client(base_url=tatum.url, headers={"x-api-key": API_KEY}) as keyed:
+        gateway = TatumGateway(keyed, API_KEY, testnet=True, testnet_type="ethereum-sepolia")
+        gateway.external_post(tatum.url + "/gasstation", {"q": 1}, what="third party")
+    sent = {name.lower() for name in tatum.requests[-1].headers}
+    assert not sent & {"x-api-key", "x-testnet-type", "x-ttm-kms-client-version"}
+
+
+def test_gateway_caps_the_answer_size(client: httpx.Client, tatum: FakeTatum) -> None:
+    gateway = TatumGateway(client, API_KEY, testnet=False, max_answer_bytes=1000, sleep=lambda _: None)
+    tatum.fail_next(1, Response.json(200, {"medium": "1" * 5000}))
+    with pytest.raises(TatumApiError, match="larger than 1000 bytes"):
+        gateway.tatum_get("/v3/blockchain/fee/ETH", what="fee estimate")
+    assert tatum.count() == 1

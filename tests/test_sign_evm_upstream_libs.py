@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from kms.signing.evm import evm_signer
+from kms.chains.evm import evm_signer
 from tests.test_sign_evm import key, pending_for
 
 PK = "0xdae259f7edf7c4b7370e5041a330638bd03d2ea87ef49cb175f88f8c41c3292b"
@@ -153,9 +153,9 @@ CELO_REFERENCES = [
 
 @pytest.mark.parametrize(("chain", "testnet", "tx", "expected"), WEB3_REFERENCES, ids=[r[0] for r in WEB3_REFERENCES])
 def test_matches_web3_eth_accounts(chain: str, testnet: bool, tx: dict[str, object], expected: str) -> None:
-    assert evm_signer(chain).sign(pending_for(chain, tx), key(PK), testnet) == expected
+    assert evm_signer(chain).sign(pending_for(chain, tx), key(PK), testnet).payload == expected
 
 
 @pytest.mark.parametrize(("testnet", "tx", "expected"), CELO_REFERENCES, ids=["plain", "fee-currency", "deploy"])
 def test_matches_celo_ethers_wrapper(testnet: bool, tx: dict[str, object], expected: str) -> None:
-    assert evm_signer("CELO").sign(pending_for("CELO", tx), key(PK), testnet) == expected
+    assert evm_signer("CELO").sign(pending_for("CELO", tx), key(PK), testnet).payload == expected

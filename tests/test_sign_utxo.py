@@ -15,10 +15,13 @@ from bitcointx.core.script import CScript
 from bitcointx.core.scripteval import SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, VerifyScript, VerifyScriptError
 
 from kms.api import PendingTransaction
-from kms.chains.base import SigningKey
+from kms.chains import get_chain
+from kms.chains.utxo import BITCOIN, DOGECOIN, LITECOIN, SigningNetwork
 from kms.errors import SigningError
+from kms.hygiene import SecretBuffer
+from kms.keys import KeyHandle
 from kms.signing.utxo import UtxoSigner, bitcore_script_string
-from kms.signing.utxo_common import BITCOIN, DOGECOIN, LITECOIN, SigningNetwork, decode_wif
+from kms.signing.utxo_common import decode_key
 from tests.conftest import load_vectors
 
 NETWORKS: dict[str, SigningNetwork] = {"BTC": BITCOIN, "LTC": LITECOIN, "DOGE": DOGECOIN}
@@ -54,8 +57,17 @@ def pending_of(vector: dict[str, Any], **extra: Any) -> PendingTransaction:
     )
 
 
-def keys_of(vector: dict[str, Any]) -> list[SigningKey]:
-    return [SigningKey("wallet", key["wif"], key.get("index")) for key in vector["input"]["keys"]]
+def wif_handle(
+    chain: str, wif: str, testnet: bool, index: int | None = None, signature_id: str = "wallet"
+) -> KeyHandle:
+    """A key handle as the daemon makes it from a stored WIF: the chain decodes it (and checks its network)."""
+    with SecretBuffer(wif) as secret:
+        return KeyHandle(signature_id, get_chain(chain).raw_signing_key(secret, "privateKey", None, testnet), index)
+
+
+def keys_of(vector: dict[str, Any], signature_id: str = "wallet") -> list[KeyHandle]:
+    chain, testnet = vector["chain"], vector["testnet"]
+    return [wif_handle(chain, k["wif"], testnet, k.get("index"), signature_id) for k in vector["input"]["keys"]]
 
 
 def verify_every_input(signed_hex: str, serialized_json: str) -> int:
@@ -80,14 +92,14 @@ def verify_every_input(signed_hex: str, serialized_json: str) -> int:
 @pytest.mark.parametrize("vector", _vectors(), ids=lambda v: f"{v['chain']}-{v['description']}")
 def test_shared_vectors_byte_identical_and_valid(vector: dict[str, Any]) -> None:
     signer = UtxoSigner(NETWORKS[vector["chain"]])
-    tx_data = signer.sign(pending_of(vector), keys_of(vector), vector["testnet"])
+    tx_data = signer.sign(pending_of(vector), keys_of(vector), vector["testnet"]).payload
     assert tx_data == vector["expected"]["txData"]
     assert verify_every_input(tx_data, vector["input"]["pending"]["serializedTransaction"]) >= 1
 
 
 def test_interpreter_rejects_a_tampered_signature() -> None:
     vector = load_vectors("signing-ltc.json")[0]
-    tx_data = UtxoSigner(LITECOIN).sign(pending_of(vector), keys_of(vector), vector["testnet"])
+    tx_data = UtxoSigner(LITECOIN).sign(pending_of(vector), keys_of(vector), vector["testnet"]).payload
     position = tx_data.index("0220", 90) + 10  # inside r of input 0's DER signature
     tampered = tx_data[:position] + ("0" if tx_data[position] != "0" else "1") + tx_data[position + 1 :]
     with pytest.raises(VerifyScriptError):
@@ -97,7 +109,7 @@ def test_interpreter_rejects_a_tampered_signature() -> None:
 @pytest.mark.parametrize("case", _upstream_cases("txData"), ids=lambda c: f"{c['chain']}-{c['description']}")
 def test_upstream_computed_cases_byte_identical_and_valid(case: dict[str, Any]) -> None:
     signer = UtxoSigner(NETWORKS[case["chain"]])
-    tx_data = signer.sign(pending_of(case), keys_of(case), case["testnet"])
+    tx_data = signer.sign(pending_of(case), keys_of(case), case["testnet"]).payload
     assert tx_data == case["expected"]["txData"]
     verify_every_input(tx_data, case["input"]["pending"]["serializedTransaction"])
 
@@ -129,14 +141,15 @@ def test_doge_offchain_withdrawal_skips_checked_serialization() -> None:
         withdrawal_id="w-1",
         raw={"withdrawalResponses": [*responses, {"vIn": "-1", "amount": 1}]},
     )
-    offchain_keys = [SigningKey("mnemonic", k.private_key, i) for i, k in enumerate(keys)]
-    tx_data = UtxoSigner(DOGECOIN).sign(pending, offchain_keys, case["testnet"])
+    wifs = [k["wif"] for k in case["input"]["keys"]]
+    offchain_keys = [wif_handle("DOGE", wif, case["testnet"], i, "mnemonic") for i, wif in enumerate(wifs)]
+    tx_data = UtxoSigner(DOGECOIN).sign(pending, offchain_keys, case["testnet"]).payload
     verify_every_input(tx_data, pending.serialized_transaction)
 
 
 def test_btc_offchain_withdrawal_signs_like_on_chain() -> None:
     vector = load_vectors("signing-btc.json")[1]
-    keys = [SigningKey("mnemonic", k["wif"], k["index"]) for k in vector["input"]["keys"]]
+    keys = keys_of(vector, "mnemonic")
     responses = [{"vIn": "cd" * 32, "vInIndex": i, "address": {"derivationKey": k.index}} for i, k in enumerate(keys)]
     pending = PendingTransaction(
         id="btc-offchain",
@@ -145,7 +158,7 @@ def test_btc_offchain_withdrawal_signs_like_on_chain() -> None:
         withdrawal_id="withdrawal-7",
         raw={"withdrawalResponses": [*responses, {"vIn": "-1"}]},
     )
-    assert UtxoSigner(BITCOIN).sign(pending, keys, vector["testnet"]) == vector["expected"]["txData"]
+    assert UtxoSigner(BITCOIN).sign(pending, keys, vector["testnet"]).payload == vector["expected"]["txData"]
 
 
 @pytest.mark.parametrize(
@@ -166,11 +179,12 @@ def test_bitcore_script_string(script_hex: str, expected: str) -> None:
 def test_network_versions_agree_with_the_chain_modules() -> None:
     """A key the chain module writes (its WIF version byte) is a key the signer reads for the same network."""
     from kms.chains import utxo as chains
-    from kms.signing.utxo_common import BITCOIN_CASH
 
-    pairs = ((chains.BTC, BITCOIN), (chains.LTC, LITECOIN), (chains.DOGE, DOGECOIN), (chains.BCH, BITCOIN_CASH))
+    pairs = ((chains.BTC, BITCOIN), (chains.LTC, LITECOIN), (chains.DOGE, DOGECOIN), (chains.BCH, chains.BITCOIN_CASH))
     for chain, network in pairs:
-        assert chain.code == network.code
+        assert chain.code == network.code and chain.signing is network
         for testnet in (False, True):
             wif = chain.encode_private_key(b"\x01" * 32, testnet)
-            assert decode_wif(wif, network, testnet, 0).compressed
+            assert decode_key(wif_handle(chain.code, wif, testnet), 0).compressed
+            with pytest.raises(SigningError, match="is not a WIF for"):
+                wif_handle(chain.code, wif, not testnet)

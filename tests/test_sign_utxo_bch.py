@@ -15,11 +15,11 @@ from bitcointx.core.script import CScript
 from ecdsa import SECP256k1, VerifyingKey
 
 from kms.api import PendingTransaction
-from kms.chains.base import SigningKey
 from kms.errors import SigningError
 from kms.signing.bch import BchSigner
 from kms.signing.bch_schnorr import schnorr_sign, schnorr_verify
 from tests.conftest import load_vectors
+from tests.test_sign_utxo import keys_of, wif_handle
 
 UPSTREAM_CASES = Path(__file__).with_name("test_sign_utxo_upstream_cases.json")
 P = SECP256k1.curve.p()
@@ -43,10 +43,6 @@ def pending_of(vector: dict[str, Any], serialized: str | None = None, **extra: A
         serialized_transaction=serialized if serialized is not None else pending["serializedTransaction"],
         **extra,
     )
-
-
-def keys_of(vector: dict[str, Any]) -> list[SigningKey]:
-    return [SigningKey("wallet", key["wif"], key.get("index")) for key in vector["input"]["keys"]]
 
 
 def _dsha(data: bytes) -> bytes:
@@ -110,14 +106,14 @@ def verify_bch(signed_hex: str, serialized: str) -> int:
 
 @pytest.mark.parametrize("vector", _all_signing_vectors(), ids=lambda v: v["description"])
 def test_bch_byte_identical_and_schnorr_valid(vector: dict[str, Any]) -> None:
-    tx_data = BchSigner().sign(pending_of(vector), keys_of(vector), vector["testnet"])
+    tx_data = BchSigner().sign(pending_of(vector), keys_of(vector), vector["testnet"]).payload
     assert tx_data == vector["expected"]["txData"]
     assert verify_bch(tx_data, vector["input"]["pending"]["serializedTransaction"]) == len(vector["input"]["keys"])
 
 
 def test_independent_verifier_rejects_a_tampered_signature() -> None:
     vector = load_vectors("signing-bch.json")[0]
-    tx_data = BchSigner().sign(pending_of(vector), keys_of(vector), vector["testnet"])
+    tx_data = BchSigner().sign(pending_of(vector), keys_of(vector), vector["testnet"]).payload
     position = tx_data.index("41", 84) + 40  # inside the 64-byte signature of input 0
     tampered = tx_data[:position] + ("0" if tx_data[position] != "0" else "1") + tx_data[position + 1 :]
     with pytest.raises(AssertionError, match="input 0"):
@@ -144,14 +140,15 @@ def test_bch_offchain_withdrawal_maps_responses_to_inputs() -> None:
     keys = keys_of(vector)
     responses = [{"vIn": "ab" * 32, "vInIndex": i, "address": {"derivationKey": k.index}} for i, k in enumerate(keys)]
     pending = pending_of(vector, withdrawal_id="wd-1", raw={"withdrawalResponses": [*responses, {"vIn": "-1"}]})
-    assert BchSigner().sign(pending, keys, vector["testnet"]) == vector["expected"]["txData"]
+    assert BchSigner().sign(pending, keys, vector["testnet"]).payload == vector["expected"]["txData"]
     # A pool-transfer response in the middle shifts upstream's input numbering past the last input: refused.
     shifted = [responses[0], {"vIn": "-1"}, responses[1]]
     pending = pending_of(vector, withdrawal_id="wd-1", raw={"withdrawalResponses": shifted})
     with pytest.raises(SigningError, match="key i"):
         BchSigner().sign(pending, keys, vector["testnet"])
     # Keys derived at other indexes than the responses ask for are refused.
-    wrong = [SigningKey(k.signature_id, k.private_key, (k.index or 0) + 5) for k in keys]
+    wifs = [k["wif"] for k in vector["input"]["keys"]]
+    wrong = [wif_handle("BCH", wif, vector["testnet"], (k.index or 0) + 5) for wif, k in zip(wifs, keys, strict=True)]
     pending = pending_of(vector, withdrawal_id="wd-1", raw={"withdrawalResponses": responses})
     with pytest.raises(SigningError, match="derived at index"):
         BchSigner().sign(pending, wrong, vector["testnet"])

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from kms.api import PendingTransaction
-from kms.chains.base import SigningKey
+from kms.chains.utxo import BITCOIN, DOGECOIN, LITECOIN
 from kms.errors import SigningError
+from kms.keys import KeyHandle
 from kms.signing.bch import BchSigner
 from kms.signing.utxo import UtxoSigner
-from kms.signing.utxo_common import BITCOIN, DOGECOIN, LITECOIN
 from tests.conftest import load_vectors
+from tests.test_sign_utxo import keys_of, wif_handle
 
 BTC = load_vectors("signing-btc.json")[1]  # testnet, two P2WPKH inputs, two keys
 LTC = load_vectors("signing-ltc.json")[0]  # mainnet, one P2PKH input
@@ -23,24 +24,22 @@ BCH = load_vectors("signing-bch.json")[1]  # testnet, two inputs, two keys
 ALL_WIFS = [k["wif"] for v in (BTC, LTC, BCH) for k in v["input"]["keys"]]
 
 
-def keys_of(vector: dict[str, Any]) -> list[SigningKey]:
-    return [SigningKey("wallet", key["wif"], key.get("index")) for key in vector["input"]["keys"]]
-
-
 def btc_json() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(BTC["input"]["pending"]["serializedTransaction"])
     return data
 
 
-def sign_btc(data: dict[str, Any] | str, keys: list[SigningKey] | None = None, chain: str = "BTC") -> str:
+def sign_btc(data: dict[str, Any] | str, keys: list[KeyHandle] | None = None, chain: str = "BTC") -> object:
     text = data if isinstance(data, str) else json.dumps(data)
     pending = PendingTransaction(id="p", chain=chain, serialized_transaction=text)
     return UtxoSigner(BITCOIN).sign(pending, keys if keys is not None else keys_of(BTC), testnet=True)
 
 
-def sign_bch(serialized: str, keys: list[SigningKey] | None = None, testnet: bool = True) -> str:
+def sign_bch(serialized: str, keys: list[KeyHandle] | None = None, testnet: bool = True) -> object:
     pending = PendingTransaction(id="p", chain="BCH", serialized_transaction=serialized)
-    return BchSigner().sign(pending, keys if keys is not None else keys_of(BCH), testnet=testnet)
+    if keys is None:  # the vector's testnet keys, read as keys of the network asked for
+        keys = [wif_handle("BCH", k["wif"], testnet, k.get("index")) for k in BCH["input"]["keys"]]
+    return BchSigner().sign(pending, keys, testnet=testnet)
 
 
 def expect_refusal(action: Callable[[], object], match: str) -> None:
@@ -102,21 +101,29 @@ def test_outputs_exceeding_inputs() -> None:
 
 
 def test_wif_of_the_wrong_network() -> None:
-    mainnet_key = [SigningKey("w", LTC["input"]["keys"][0]["wif"])]  # a Litecoin mainnet WIF
-    expect_refusal(lambda: sign_btc(btc_json(), mainnet_key), "key 0 is not a WIF for Bitcoin testnet")
+    ltc_mainnet = LTC["input"]["keys"][0]["wif"]  # a Litecoin mainnet WIF
+    expect_refusal(
+        lambda: sign_btc(btc_json(), [wif_handle("BTC", ltc_mainnet, True)]), "not a WIF for Bitcoin testnet"
+    )
     pending = PendingTransaction(
         id="p", chain="LTC", serialized_transaction=LTC["input"]["pending"]["serializedTransaction"]
     )
-    expect_refusal(lambda: UtxoSigner(LITECOIN).sign(pending, mainnet_key, testnet=True), "Litecoin testnet")
-    btc_mainnet = [SigningKey("w", load_vectors("signing-btc.json")[0]["input"]["keys"][0]["wif"])]
-    expect_refusal(lambda: UtxoSigner(LITECOIN).sign(pending, btc_mainnet, testnet=False), "Litecoin mainnet")
+    expect_refusal(
+        lambda: UtxoSigner(LITECOIN).sign(pending, [wif_handle("LTC", ltc_mainnet, True)], testnet=True),
+        "Litecoin testnet",
+    )
+    btc_mainnet = load_vectors("signing-btc.json")[0]["input"]["keys"][0]["wif"]
+    expect_refusal(
+        lambda: UtxoSigner(LITECOIN).sign(pending, [wif_handle("LTC", btc_mainnet, False)], testnet=False),
+        "Litecoin mainnet",
+    )
 
 
 def test_not_a_wif() -> None:
     good = BTC["input"]["keys"][0]["wif"]
     broken = good[:-1] + ("a" if good[-1] != "a" else "b")
-    expect_refusal(lambda: sign_btc(btc_json(), [SigningKey("w", broken)]), "bad checksum")
-    expect_refusal(lambda: sign_btc(btc_json(), [SigningKey("w", "0x" + "11" * 32)]), "not a WIF")
+    expect_refusal(lambda: sign_btc(btc_json(), [wif_handle("BTC", broken, True)]), "bad checksum")
+    expect_refusal(lambda: sign_btc(btc_json(), [wif_handle("BTC", "0x" + "11" * 32, True)]), "not a WIF")
     expect_refusal(lambda: sign_btc(btc_json(), []), "no signing keys")
 
 

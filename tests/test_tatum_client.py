@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from kms import CLIENT_VERSION
+from kms.chains.evm import EVM_FACTS
 from kms.sandbox import Sandbox, SandboxAdmin
-from kms.signing.evm_lookups import LookupRetry, TatumEvmLookups
+from kms.signing.evm_lookups import EvmNodeLookups
 from kms.tatum import MalformedResponseError, RetryPolicy, TatumClient, TatumHttpError, TatumUnavailableError
 from kms.tatum.pending import parse_pending_list
 from kms.tatum.retry import retry_after_seconds
-from kms.tatum.version import VersionWatch, semver_greater
+from kms.tatum.version import CLIENT_VERSION, VersionWatch, semver_greater
 
 FAST = RetryPolicy(attempts=5, initial_wait=0.01, max_wait=0.05, jitter=0.01)
 API_KEY = "sandbox-key-123456"
@@ -201,8 +201,30 @@ def test_broadcast_reported_failed_is_an_error(sandbox: Sandbox, client: TatumCl
             mocked.broadcast("ethereum", "0x01", "p1")
 
 
-def lookups(client: TatumClient) -> TatumEvmLookups:
-    return TatumEvmLookups(client.http, API_KEY, retry=LookupRetry(attempts=1))
+class ClientLookups:
+    """The EVM look-ups through the client's own gateway (its connection pool and retrying transport)."""
+
+    def __init__(self, client: TatumClient) -> None:
+        self._client = client
+
+    def _for(self, chain: str, testnet: bool) -> EvmNodeLookups:
+        return EvmNodeLookups(self._client.gateway(testnet), chain, EVM_FACTS[chain].route)
+
+    def transaction_count(self, chain: str, address: str, testnet: bool) -> int:
+        return self._for(chain, testnet).transaction_count(address)
+
+    def gas_price(self, chain: str, testnet: bool) -> int:
+        return self._for(chain, testnet).gas_price()
+
+    def estimate_gas(self, chain: str, tx: dict[str, str], testnet: bool) -> int:
+        return self._for(chain, testnet).estimate_gas(tx)
+
+    def chain_id(self, chain: str, testnet: bool) -> int:
+        return self._for(chain, testnet).chain_id()
+
+
+def lookups(client: TatumClient) -> ClientLookups:
+    return ClientLookups(client)
 
 
 def test_evm_lookups_through_the_sandbox(admin: SandboxAdmin, client: TatumClient) -> None:

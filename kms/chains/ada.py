@@ -24,7 +24,7 @@ from bip_utils import (
 )
 from bip_utils.utils.crypto import Blake2b224
 
-from kms.chains.base import Signer
+from kms.chains.base import ChainDefaults, Signer
 from kms.chains.common import (
     attempt,
     check_index,
@@ -54,7 +54,7 @@ def enterprise_address(public_key: IPublicKey | bytes, testnet: bool) -> str:
     return Bech32Encoder.Encode(_HRP[testnet], header + Blake2b224.QuickDigest(raw))
 
 
-class AdaChain:
+class AdaChain(ChainDefaults):
     uses_mnemonic = True
 
     def __init__(self) -> None:

@@ -1,56 +1,27 @@
 """The Chain protocol: everything kms knows about one blockchain sits behind it.
 
-Key derivation and address encoding live in the chain modules; nothing outside ``kms.chains`` branches on chain codes.
-Wallet fields are upstream's record fields: ``mnemonic`` + ``xpub`` for mnemonic wallets, ``privateKey`` for key
-wallets, ``secret`` / ``privateKey`` + ``address`` for chains that upstream generates as a random key pair.
+Key derivation, address encoding and raw signing keys live in the chain modules; nothing outside ``kms.chains``
+branches on chain codes. Wallet fields are upstream's record fields: ``mnemonic`` + ``xpub`` for mnemonic wallets,
+``privateKey`` for key wallets, ``secret`` / ``privateKey`` + ``address`` for chains that upstream generates as a
+random key pair.
+
+Optional capabilities (lazy signer loading, offchain withdrawals signed per input) are part of the protocol with a
+neutral default in ``ChainDefaults``, so callers never probe for them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from kms.api import PendingTransaction
+from kms.api import NodeGateway, PendingTransaction
+from kms.errors import SigningError
+from kms.hygiene import SecretBuffer
+from kms.keys import KeyHandle
+from kms.signing.base import SignedTransaction, Signer
 
-
-@dataclass(frozen=True, repr=False)
-class SigningKey:
-    """Key material resolved for one pending transaction, in the chain's own private-key text format
-    (WIF for UTXO chains, 0x-hex for EVM, ...). ``index`` is the derivation index for mnemonic wallets."""
-
-    signature_id: str
-    private_key: str
-    index: int | None = None
-
-    def __repr__(self) -> str:
-        return f"SigningKey(signature_id={self.signature_id!r}, index={self.index!r}, private_key=<hidden>)"
-
-
-class ChainLookups(Protocol):
-    """Network look-ups some signers need (EVM: nonce, gas price, gas limit, chain id), served through the Tatum API.
-    Implemented by the daemon's Tatum client; tests pass a fake or a client pointed at a local server."""
-
-    def transaction_count(self, chain: str, address: str, testnet: bool) -> int: ...
-
-    def gas_price(self, chain: str, testnet: bool) -> int: ...
-
-    def estimate_gas(self, chain: str, tx: Mapping[str, Any], testnet: bool) -> int: ...
-
-    def chain_id(self, chain: str, testnet: bool) -> int: ...
-
-
-class Signer(Protocol):
-    """Signs one pending transaction. Pure function of its inputs plus the look-ups; raises SigningError (nothing
-    signed) on anything it does not fully understand."""
-
-    def sign(
-        self,
-        pending: PendingTransaction,
-        keys: Sequence[SigningKey],
-        testnet: bool,
-        lookups: ChainLookups | None = None,
-    ) -> str: ...
+KIND_MNEMONIC = "mnemonic"
+"""The ``kind`` of a mnemonic wallet's secret; any other kind is key text (``privateKey`` or ``secret``)."""
 
 
 @runtime_checkable
@@ -85,7 +56,7 @@ class Chain(Protocol):
         ...
 
     def private_key_at(self, mnemonic: str, index: int, testnet: bool) -> str:
-        """Private key at ``index``, in the chain's text format."""
+        """Private key at ``index``, in the chain's text format (for the CLI; signing uses ``raw_signing_key``)."""
         ...
 
     def address_from_private_key(self, private_key: str, testnet: bool) -> str: ...
@@ -96,11 +67,44 @@ class Chain(Protocol):
 
     def validate_address(self, address: str, testnet: bool) -> None: ...
 
+    def raw_signing_key(self, secret: SecretBuffer, kind: str, index: int | None, testnet: bool) -> SecretBuffer:
+        """The raw key bytes this chain's signer takes (see ``kms.keys``), decoded once from a stored secret: the
+        mnemonic (``kind == "mnemonic"``, derived at ``index``) or the key text (``privateKey`` / ``secret``).
+        Raises SigningError (never quoting the secret) when it cannot be decoded. The caller wipes both buffers."""
+        ...
+
+    def offchain_key_indexes(self, pending: PendingTransaction) -> Sequence[int] | None:
+        """The derivation indexes an offchain withdrawal is signed at, one key per input, from the mnemonic wallet
+        in ``hashes[0]`` (UTXO chains); None where the keys come from the usual hashes / index / signatures."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load the signing libraries now rather than on the first transaction."""
+        ...
+
+
+class ChainDefaults:
+    """Neutral defaults of the protocol's optional capabilities; chain families inherit them."""
+
+    code: str
+    signer: Signer | None = None
+
+    def raw_signing_key(self, secret: SecretBuffer, kind: str, index: int | None, testnet: bool) -> SecretBuffer:
+        raise SigningError(f"kms cannot decode {self.code} keys for signing")
+
+    def offchain_key_indexes(self, pending: PendingTransaction) -> Sequence[int] | None:
+        return None
+
+    def warm_up(self) -> None:
+        if isinstance(self.signer, LazySigner):
+            self.signer.load()
+
 
 class LazySigner:
     """A signer built on first use, so commands that never sign do not load the signing libraries.
 
-    ``target`` is ``"module:factory"``; the factory is called with ``args`` and must return a Signer.
+    ``target`` is ``"module:factory"``; the factory is called with ``args`` and must return a Signer. It is also a
+    ``Submitter`` only when the signer it builds is one (``submits``).
     """
 
     def __init__(self, target: str, *args: Any) -> None:
@@ -119,11 +123,17 @@ class LazySigner:
     def sign(
         self,
         pending: PendingTransaction,
-        keys: Sequence[SigningKey],
+        keys: Sequence[KeyHandle],
         testnet: bool,
-        lookups: ChainLookups | None = None,
-    ) -> str:
-        return self.load().sign(pending, keys, testnet, lookups)
+        gateway: NodeGateway | None,
+    ) -> SignedTransaction:
+        return self.load().sign(pending, keys, testnet, gateway)
 
     def __repr__(self) -> str:
         return f"LazySigner({self._target!r}, {', '.join(map(repr, self._args))})"
+
+
+def loaded_signer(chain: Chain) -> Signer | None:
+    """The chain's signer itself (a lazy one is loaded), to see which protocols it implements (``Submitter``)."""
+    signer = chain.signer
+    return signer.load() if isinstance(signer, LazySigner) else signer

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bip_utils import Bip32KeyNetVersions, Bip32Secp256k1, Bip32Utils, Secp256k1PublicKey
 
-from kms.chains.base import Signer
+from kms.chains.base import KIND_MNEMONIC, ChainDefaults, Signer
 from kms.chains.common import (
     bip39_seed,
     check_index,
@@ -21,7 +21,8 @@ from kms.chains.common import (
     secp256k1_key,
     xpub_of,
 )
-from kms.errors import InvalidKeyError
+from kms.errors import InvalidKeyError, SigningError
+from kms.hygiene import SecretBuffer
 
 XPUB = Bip32KeyNetVersions(bytes.fromhex("0488b21e"), bytes.fromhex("0488ade4"))
 TPUB = Bip32KeyNetVersions(bytes.fromhex("043587cf"), bytes.fromhex("04358394"))
@@ -35,7 +36,7 @@ class Bip44Network:
     key_versions: Bip32KeyNetVersions = XPUB
 
 
-class Secp256k1Bip44Chain:
+class Secp256k1Bip44Chain(ChainDefaults):
     """A mnemonic chain on secp256k1; subclasses supply the address and key encodings."""
 
     uses_mnemonic = True
@@ -115,6 +116,23 @@ class Secp256k1Bip44Chain:
         check_index(index)
         child = self._account_node(bip39_seed(mnemonic), testnet).ChildKey(index)
         return self.encode_private_key(child.PrivateKey().Raw().ToBytes(), testnet)
+
+    def raw_signing_key(self, secret: SecretBuffer, kind: str, index: int | None, testnet: bool) -> SecretBuffer:
+        """The 32-byte secp256k1 scalar: derived from the mnemonic at ``index``, or decoded from the key text."""
+        if kind == KIND_MNEMONIC:
+            return SecretBuffer(self.derived_scalar(secret, index, testnet))
+        try:
+            return SecretBuffer(self.decode_private_key(secret.text(), testnet))
+        except InvalidKeyError as exc:
+            raise SigningError(str(exc)) from None
+
+    def derived_scalar(self, mnemonic: SecretBuffer, index: int | None, testnet: bool) -> bytes:
+        """bip-utils takes the mnemonic as ``str`` and hands the scalar back as ``bytes`` (see SECURITY.md)."""
+        if index is None:
+            raise SigningError(f"a {self.code} mnemonic wallet signs only at a derivation index")
+        check_index(index)
+        child = self._account_node(bip39_seed(mnemonic.text()), testnet).ChildKey(index)
+        return child.PrivateKey().Raw().ToBytes()
 
     def address_from_private_key(self, private_key: str, testnet: bool) -> str:
         raw = self.decode_private_key(private_key, testnet)

@@ -23,6 +23,7 @@ from bip_utils import (
 
 from kms.api import MAX_INDEX
 from kms.errors import InvalidKeyError, KmsError, UsageError, WalletKindError
+from kms.hygiene import SecretBuffer
 
 MNEMONIC_WORD_COUNTS = (12, 15, 18, 21, 24)
 _HEX = re.compile(r"[0-9a-fA-F]*")
@@ -130,6 +131,44 @@ def parse_hex(text: object, *, nbytes: int, prefix: str, message: str) -> bytes:
     if len(digits) != 2 * nbytes or not _HEX.fullmatch(digits):
         raise InvalidKeyError(message)
     return bytes.fromhex(digits)
+
+
+_HEX_DIGIT_CHARS = "0123456789abcdefABCDEF"
+_HEX_PAIRS = {ord(h) << 8 | ord(lo): int(h + lo, 16) for h in _HEX_DIGIT_CHARS for lo in _HEX_DIGIT_CHARS}
+"""Two ASCII hex digits (as one 16-bit number) -> the byte they spell: one look-up per decoded byte."""
+
+
+def hex_secret(text: SecretBuffer, nbytes: int) -> SecretBuffer | None:
+    """Exactly ``2 * nbytes`` hex digits (an optional ``0x``/``0X`` prefix) decoded straight from one wipeable
+    buffer into another, with no ``str`` or ``bytes`` copy on the way; None when it is not that."""
+    view = text.view()
+    start, end = 0, len(view)
+    if end - start >= 2 and view[start] == ord("0") and view[start + 1] in b"xX":
+        start += 2
+    if end - start != 2 * nbytes:
+        return None
+    out = SecretBuffer(bytearray(nbytes))
+    raw = out.raw()
+    for i, at in enumerate(range(start, end, 2)):
+        value = _HEX_PAIRS.get(view[at] << 8 | view[at + 1])
+        if value is None:
+            out.wipe()
+            return None
+        raw[i] = value
+    return out
+
+
+_SECP256K1_ORDER = bytes.fromhex("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141")
+
+
+def secp256k1_scalar_ok(scalar: memoryview | bytearray) -> bool:
+    """A 32-byte big-endian scalar in [1, n-1], compared in place (no copy of the secret)."""
+    if len(scalar) != 32 or not any(scalar):
+        return False
+    for mine, order in zip(scalar, _SECP256K1_ORDER, strict=True):
+        if mine != order:
+            return mine < order
+    return False
 
 
 def is_hex(text: str) -> bool:

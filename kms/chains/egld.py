@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from bip_utils import Bip32Slip10Ed25519, Bip32Utils, Ed25519PrivateKey, EgldAddrDecoder, EgldAddrEncoder
 
-from kms.chains.base import Signer
+from kms.chains.base import ChainDefaults, Signer
 from kms.chains.common import (
     attempt,
     bip39_seed,
@@ -28,7 +28,7 @@ from kms.errors import InvalidKeyError
 _COIN = {False: 508, True: 1}
 
 
-class EgldChain:
+class EgldChain(ChainDefaults):
     uses_mnemonic = True
 
     def __init__(self) -> None:

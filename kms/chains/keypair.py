@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kms.chains.base import Signer
+from kms.chains.base import ChainDefaults, Signer
 from kms.errors import WalletKindError
 
 
-class KeyPairChain:
+class KeyPairChain(ChainDefaults):
     uses_mnemonic = False
     record_key_field = "secret"
     """The record field upstream's ``generatewallet`` uses for the key text (``secret`` or ``privateKey``)."""

@@ -1,4 +1,4 @@
-"""UTXO chains: BTC, LTC, DOGE, BCH.
+"""UTXO chains: BTC, LTC, DOGE, BCH, with everything their signers need to know (``SigningNetwork``).
 
 Keys are compressed WIFs with the network's version byte (a mainnet WIF is refused on testnet and the other way
 round). Receive addresses: BTC bech32 P2WPKH, LTC and DOGE base58 P2PKH, BCH cashaddr P2PKH. ``validate_address``
@@ -7,9 +7,12 @@ also accepts the network's other standard forms (P2SH, and for BTC/LTC native se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from bip_utils import (
+    Base58Decoder,
     BchP2PKHAddrDecoder,
     BchP2PKHAddrEncoder,
     BchP2SHAddrDecoder,
@@ -24,11 +27,18 @@ from bip_utils import (
     WifEncoder,
     WifPubKeyModes,
 )
+from bip_utils.utils.crypto import DoubleSha256
 
-from kms.chains.base import LazySigner, Signer
+from kms.api import PendingTransaction
+from kms.chains.base import KIND_MNEMONIC, LazySigner, Signer
 from kms.chains.bip44 import TPUB, XPUB, Bip44Network, Secp256k1Bip44Chain
-from kms.chains.common import attempt, network_name, succeeds
-from kms.errors import InvalidKeyError
+from kms.chains.common import attempt, network_name, secp256k1_scalar_ok, succeeds
+from kms.errors import InvalidKeyError, SigningError
+from kms.hygiene import SecretBuffer
+
+RAW_KEY_LENGTH = 33
+"""A UTXO raw signing key (``kms.keys``): the 32-byte scalar, then 1 when its WIF asks for the compressed public key
+(every key kms makes or derives) or 0 for an old uncompressed WIF."""
 
 
 @dataclass(frozen=True)
@@ -40,18 +50,103 @@ class UtxoNetwork(Bip44Network):
     cashaddr_hrp: str | None = None
 
 
+@dataclass(frozen=True)
+class SigningNetwork:
+    """What the UTXO signers need to know about a chain. The transaction format itself is the same on all four."""
+
+    name: str
+    signer: str = "bitcore"
+    """``bitcore`` (bitcore Transaction JSON, ECDSA: BTC, LTC, DOGE) or ``bch`` (hex + amounts, Schnorr FORKID)."""
+    segwit: bool = False
+    """Whether the chain's bitcore library signs P2WPKH and P2SH-P2WPKH inputs (bitcore-lib and bitcore-lib-ltc do,
+    bitcore-lib-doge does not)."""
+    checked_serialization: bool = False
+    """Whether upstream serializes with bitcore's checks on (DOGE on-chain): dust outputs and fees far from the
+    library's own estimate are refused."""
+    dust_amount: int = 0
+    fee_per_kb: int = 0
+    code: str = ""
+    """Upstream chain code, also checked against ``pending.chain`` (filled in by the chain)."""
+    wif_version_mainnet: int = 0x80
+    wif_version_testnet: int = 0xEF
+    """From the chain's UtxoNetwork records (filled in by the chain)."""
+
+    def wif_version(self, testnet: bool) -> int:
+        return self.wif_version_testnet if testnet else self.wif_version_mainnet
+
+    def label(self, testnet: bool) -> str:
+        return f"{self.name} {'testnet' if testnet else 'mainnet'}"
+
+
 _SEGWIT_PROGRAM_LENGTHS = {0: (20, 32), 1: (32,)}
 
 
 class UtxoChain(Secp256k1Bip44Chain):
     def __init__(
-        self, code: str, broadcast_route: str, address_kind: str, mainnet: UtxoNetwork, testnet: UtxoNetwork
+        self,
+        code: str,
+        broadcast_route: str,
+        address_kind: str,
+        mainnet: UtxoNetwork,
+        testnet: UtxoNetwork,
+        signing: SigningNetwork,
     ) -> None:
         if address_kind not in ("p2wpkh", "p2pkh", "cashaddr"):
             raise ValueError(address_kind)
         super().__init__(code, broadcast_route, mainnet, testnet)
         self.address_kind = address_kind
         self._utxo = {False: mainnet, True: testnet}
+        self.signing = replace(
+            signing, code=code, wif_version_mainnet=mainnet.wif[0], wif_version_testnet=testnet.wif[0]
+        )
+        self.signer = LazySigner("kms.chains.utxo:build_signer", self.signing)
+
+    def raw_signing_key(self, secret: SecretBuffer, kind: str, index: int | None, testnet: bool) -> SecretBuffer:
+        """``RAW_KEY_LENGTH`` bytes: the scalar derived from the mnemonic (compressed), or the WIF's scalar and flag."""
+        if kind == KIND_MNEMONIC:
+            return _raw_key(self.derived_scalar(secret, index, testnet), compressed=True)
+        return self._raw_from_wif(secret, testnet)
+
+    def _raw_from_wif(self, secret: SecretBuffer, testnet: bool) -> SecretBuffer:
+        # base58 decoding goes through bip-utils, which takes str and returns bytes (see SECURITY.md).
+        text = secret.text()
+        if not text.isascii() or not text.strip():
+            raise SigningError("the key is not a WIF private key")
+        try:
+            decoded = Base58Decoder.Decode(text.strip())
+        except Exception:
+            decoded = None
+        if decoded is None:
+            raise SigningError("the key is not a WIF private key")
+        with SecretBuffer(decoded) as data:
+            del decoded
+            view = data.view()
+            if len(view) < 5 or not hmac.compare_digest(
+                DoubleSha256.QuickDigest(bytes(view[:-4]))[:4], bytes(view[-4:])
+            ):
+                raise SigningError("the key is not a WIF private key (bad checksum)")
+            payload = view[:-4]
+            if len(payload) == 34 and payload[33] == 0x01:
+                compressed = True
+            elif len(payload) == 33:
+                compressed = False
+            else:
+                raise SigningError("the key is not a WIF private key")
+            if payload[0] != self.signing.wif_version(testnet):
+                raise SigningError(f"the key is not a WIF for {self.signing.label(testnet)}")
+            try:
+                return _raw_key(payload[1:33], compressed)
+            finally:
+                del view, payload
+
+    def offchain_key_indexes(self, pending: PendingTransaction) -> Sequence[int] | None:
+        """Offchain withdrawals are signed with one key per input, derived from the mnemonic wallet at the indexes
+        the withdrawal names (upstream's signXxxOffchainKMSTransaction); None for ordinary pending transactions."""
+        if not pending.withdrawal_id:
+            return None
+        from kms.signing.utxo_common import offchain_derivation_indexes
+
+        return offchain_derivation_indexes(pending)
 
     def encode_address(self, public_key: Secp256k1PublicKey, testnet: bool) -> str:
         net = self._utxo[testnet]
@@ -115,6 +210,7 @@ BTC = UtxoChain(
     "p2wpkh",
     UtxoNetwork(0, XPUB, wif=b"\x80", p2pkh=b"\x00", p2sh=(b"\x05",), segwit_hrp="bc"),
     UtxoNetwork(1, TPUB, wif=b"\xef", p2pkh=b"\x6f", p2sh=(b"\xc4",), segwit_hrp="tb"),
+    SigningNetwork("Bitcoin", segwit=True),
 )
 LTC = UtxoChain(
     "LTC",
@@ -136,6 +232,7 @@ LTC = UtxoChain(
         p2sh=(b"\x3a", b"\xc4"),
         segwit_hrp="tltc",
     ),
+    SigningNetwork("Litecoin", segwit=True),
 )
 DOGE = UtxoChain(
     "DOGE",
@@ -143,6 +240,12 @@ DOGE = UtxoChain(
     "p2pkh",
     UtxoNetwork(3, XPUB, wif=b"\x9e", p2pkh=b"\x1e", p2sh=(b"\x16",)),
     UtxoNetwork(1, TPUB, wif=b"\xf1", p2pkh=b"\x71", p2sh=(b"\xc4",)),
+    SigningNetwork(
+        "Dogecoin",
+        checked_serialization=True,
+        dust_amount=100_000_000,  # bitcore-lib-doge Transaction.DUST_AMOUNT: 1 DOGE
+        fee_per_kb=100_000_000,  # bitcore-lib-doge Transaction.FEE_PER_KB: 1 DOGE
+    ),
 )
 # BCH keeps coin type 145 on testnet too (upstream: "historically uses mainnet derivation path").
 BCH = UtxoChain(
@@ -151,21 +254,28 @@ BCH = UtxoChain(
     "cashaddr",
     UtxoNetwork(145, XPUB, wif=b"\x80", cashaddr_hrp="bitcoincash"),
     UtxoNetwork(145, TPUB, wif=b"\xef", cashaddr_hrp="bchtest"),
+    SigningNetwork("Bitcoin Cash", signer="bch"),
 )
 
 CHAINS = (BTC, LTC, DOGE, BCH)
+BITCOIN, LITECOIN, DOGECOIN, BITCOIN_CASH = (chain.signing for chain in CHAINS)
 
 
-def build_signer(code: str) -> Signer:
-    """Signing libraries load on first use; BCH signs differently (Schnorr, SIGHASH_FORKID, hex + amounts)."""
-    from kms.signing.bch import BchSigner
+def _raw_key(scalar: bytes | memoryview, compressed: bool) -> SecretBuffer:
+    if not secp256k1_scalar_ok(memoryview(scalar)):
+        raise SigningError("the key is out of the secp256k1 key range")
+    raw = SecretBuffer(bytearray(RAW_KEY_LENGTH))
+    raw.raw()[:32] = scalar
+    raw.raw()[32] = 1 if compressed else 0
+    return raw
+
+
+def build_signer(network: SigningNetwork) -> Signer:
+    """The signer a chain's ``SigningNetwork`` asks for; the signing libraries load on first use."""
+    if network.signer == "bch":
+        from kms.signing.bch import BchSigner
+
+        return BchSigner(network)
     from kms.signing.utxo import UtxoSigner
-    from kms.signing.utxo_common import BITCOIN, DOGECOIN, LITECOIN
 
-    if code == BCH.code:
-        return BchSigner()
-    return UtxoSigner({BTC.code: BITCOIN, LTC.code: LITECOIN, DOGE.code: DOGECOIN}[code])
-
-
-for _chain in CHAINS:
-    _chain.signer = LazySigner("kms.chains.utxo:build_signer", _chain.code)
+    return UtxoSigner(network)

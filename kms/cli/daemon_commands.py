@@ -162,6 +162,9 @@ def register(command: CommandFactory) -> None:
         default="approve",
         help="four-eye verdict for every id not configured otherwise (default approve)",
     )
+    from kms.sandbox.approver_options import add_approver_flags
+
+    add_approver_flags(p)
 
     command(
         "demo",

@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kms.cli.store_commands import register as register_store_commands
 
     register_store_commands(command)
+    from kms.cli.policy_commands import register as register_policy_commands
+
+    register_policy_commands(command)
     from kms.cli.daemon_commands import register as register_daemon_commands
 
     register_daemon_commands(command)

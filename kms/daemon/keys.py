@@ -1,9 +1,10 @@
-"""Which keys sign a pending transaction: the wallets it names, resolved from the store.
+"""Which keys sign a pending transaction: the wallets it names, resolved from the store into key handles.
 
 ``hashes`` name wallets directly: a private-key (or secret) wallet gives its key; a mnemonic wallet gives the key at
 the pending transaction's top-level ``index``. ``signatures: [{id, index}]`` name mnemonic wallets and the index to
-derive for each (as upstream, a key wallet named there gives its key). Every key is derived by the pending
-transaction's chain (``Chain.private_key_at``), so nothing here knows any chain.
+derive for each (as upstream, a key wallet named there gives its key). Every key is made by the pending
+transaction's chain (``Chain.raw_signing_key``) from the stored secret, which travels from the store's plaintext to
+the chain in a wipeable buffer; nothing here knows any chain, and no key or mnemonic is ever a ``str`` here.
 
 Refused, with upstream's own messages (tatum-kms signatures.ts, validatePrivateKeyWasFound / getPrivateKeys): a
 mnemonic wallet without an index, and a key wallet given a top-level index (upstream silently ignores that index and
@@ -13,12 +14,13 @@ signs with the key; here it is an error, since the caller asked for a derived ad
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from kms.api import PendingTransaction
-from kms.chains.base import Chain, SigningKey
+from kms.chains.base import KIND_MNEMONIC, Chain
 from kms.errors import SigningError, WalletNotFoundError
 from kms.hygiene import SecretBuffer
+from kms.keys import KeyHandle
 from kms.store.model import StoredWallet
 
 DOCS = "(see docs: https://apidoc.tatum.io/)"
@@ -61,13 +63,24 @@ class KeyResolutionError(SigningError):
 
 def _secret_of(wallet: StoredWallet) -> tuple[str, SecretBuffer]:
     """(kind, the wallet's secret in a wipeable buffer)."""
-    fields = wallet.fields()
     kind = wallet.meta.kind
-    if kind == "mnemonic":
-        return kind, SecretBuffer(fields.get("mnemonic", ""))
+    if kind == KIND_MNEMONIC:
+        return kind, wallet.secret_field("mnemonic")
     # Random key-pair chains keep "secret" (XRP, XLM, ALGO) or "privateKey"; upstream takes secret first.
-    value = fields.get("secret") or fields.get("privateKey") or ""
-    return kind, SecretBuffer(value)
+    secret = wallet.secret_field("secret")
+    if secret:
+        return kind, secret
+    secret.wipe()
+    return kind, wallet.secret_field("privateKey")
+
+
+def _stored_secret(
+    store: WalletSource, signature_id: str, testnet: bool, pending: PendingTransaction
+) -> tuple[str, SecretBuffer]:
+    """The wallet's kind and secret; WalletNotFoundError when the store has no such wallet."""
+    with store.get(signature_id) as wallet:
+        _check_network(wallet, testnet, pending)
+        return _secret_of(wallet)
 
 
 def _check_network(wallet: StoredWallet, testnet: bool, pending: PendingTransaction) -> None:
@@ -87,28 +100,29 @@ def _check_network(wallet: StoredWallet, testnet: bool, pending: PendingTransact
 
 def offchain_keys(
     pending: PendingTransaction, chain: Chain, store: WalletSource, testnet: bool, indexes: Sequence[int]
-) -> list[SigningKey]:
+) -> list[KeyHandle]:
     """An offchain withdrawal (UTXO chains): upstream derives one key per withdrawal input, from the mnemonic wallet
-    named first (``hashes[0]``), at the indexes the signer reads from the withdrawal; in that order, repeats kept."""
+    named first (``hashes[0]``), at the indexes the chain reads from the withdrawal; in that order, repeats kept."""
     if not pending.hashes:
         raise KeyResolutionError(f"offchain withdrawal {pending.id} names no wallet in 'hashes'")
     signature_id = pending.hashes[0]
     try:
-        wallet = store.get(signature_id)
+        kind, secret = _stored_secret(store, signature_id, testnet, pending)
     except WalletNotFoundError:
         raise KeyResolutionError(f"No such wallet for signatureId '{signature_id}'.") from None
-    with wallet:
-        _check_network(wallet, testnet, pending)
-        kind, secret = _secret_of(wallet)
     with secret:
-        if kind != "mnemonic":
+        if kind != KIND_MNEMONIC:
             raise KeyResolutionError(
                 f"offchain withdrawal {pending.id} needs a mnemonic based wallet; {signature_id} is private key based"
             )
-        return [
-            SigningKey(signature_id=signature_id, private_key=chain.private_key_at(secret.text(), i, testnet), index=i)
-            for i in indexes
-        ]
+        keys: list[KeyHandle] = []
+        try:
+            for index in indexes:
+                keys.append(KeyHandle(signature_id, chain.raw_signing_key(secret, kind, index, testnet), index))
+        except BaseException:
+            wipe_all(keys)
+            raise
+        return keys
 
 
 def resolve_keys(
@@ -117,37 +131,29 @@ def resolve_keys(
     store: WalletSource,
     testnet: bool,
     offchain_indexes: Sequence[int] | None = None,
-) -> list[SigningKey]:
+) -> list[KeyHandle]:
     """The signing keys, in the order the pending transaction names its wallets (hashes, then signatures).
     Wallets missing from the store are skipped as upstream does; none found at all is an error. An offchain
-    withdrawal whose signer names the derivation indexes it needs goes to offchain_keys instead."""
+    withdrawal whose chain names the derivation indexes it needs goes to offchain_keys instead. The caller wipes the
+    handles (``wipe_all``) when signing is done."""
     if pending.withdrawal_id and offchain_indexes is not None:
         return offchain_keys(pending, chain, store, testnet, offchain_indexes)
-    keys: list[SigningKey] = []
+    keys: list[KeyHandle] = []
     missing: list[str] = []
     wanted: list[tuple[str, int | None, bool]] = [(sid, pending.index, False) for sid in pending.hashes]
     wanted += [(ref.id, ref.index, True) for ref in pending.signatures]
-    for signature_id, index, from_signatures in wanted:
-        try:
-            wallet = store.get(signature_id)
-        except WalletNotFoundError:
-            missing.append(signature_id)
-            continue
-        with wallet:
-            _check_network(wallet, testnet, pending)
-            kind, secret = _secret_of(wallet)
-        with secret:
-            if not secret:
-                raise KeyResolutionError(f"Wallet {signature_id} holds no key material")
-            if kind == "mnemonic":
-                if index is None:
-                    raise KeyResolutionError(mnemonic_without_index(pending))
-                private_key = chain.private_key_at(secret.text(), index, testnet)
-                keys.append(SigningKey(signature_id=signature_id, private_key=private_key, index=index))
-            else:
-                if index is not None and not from_signatures:
-                    raise KeyResolutionError(key_wallet_with_index(pending))
-                keys.append(SigningKey(signature_id=signature_id, private_key=secret.text(), index=None))
+    try:
+        for signature_id, index, from_signatures in wanted:
+            try:
+                kind, secret = _stored_secret(store, signature_id, testnet, pending)
+            except WalletNotFoundError:
+                missing.append(signature_id)
+                continue
+            with secret:
+                keys.append(_key_of(pending, chain, testnet, signature_id, kind, secret, index, from_signatures))
+    except BaseException:
+        wipe_all(keys)
+        raise
     if not keys:
         if missing:
             raise KeyResolutionError(f"No such wallet for signatureId '{missing[0]}'.")
@@ -155,26 +161,38 @@ def resolve_keys(
     return _unique(keys)
 
 
-def _unique(keys: Sequence[SigningKey]) -> list[SigningKey]:
+def _key_of(
+    pending: PendingTransaction,
+    chain: Chain,
+    testnet: bool,
+    signature_id: str,
+    kind: str,
+    secret: SecretBuffer,
+    index: int | None,
+    from_signatures: bool,
+) -> KeyHandle:
+    if not secret:
+        raise KeyResolutionError(f"Wallet {signature_id} holds no key material")
+    if kind == KIND_MNEMONIC:
+        if index is None:
+            raise KeyResolutionError(mnemonic_without_index(pending))
+        return KeyHandle(signature_id, chain.raw_signing_key(secret, kind, index, testnet), index)
+    if index is not None and not from_signatures:
+        raise KeyResolutionError(key_wallet_with_index(pending))
+    return KeyHandle(signature_id, chain.raw_signing_key(secret, kind, None, testnet), None)
+
+
+def _unique(keys: Sequence[KeyHandle]) -> list[KeyHandle]:
     # Upstream: [...new Set(keys)] — the same key named twice signs once.
-    seen: set[str] = set()
-    result = []
+    result: list[KeyHandle] = []
     for key in keys:
-        if key.private_key not in seen:
-            seen.add(key.private_key)
+        if any(key.same_key(kept) for kept in result):
+            key.wipe()
+        else:
             result.append(key)
     return result
 
 
-def offchain_indexes(signer: Any, pending: PendingTransaction) -> list[int] | None:
-    """The derivation indexes an offchain withdrawal is signed at, when its signer derives per input (UTXO chains):
-    the signer's ``offchain_key_indexes(pending)``. None when the keys come from the usual hashes / index /
-    signatures (every other chain, where an offchain withdrawal is signed like any pending transaction)."""
-    if not pending.withdrawal_id:
-        return None
-    real = signer.load() if hasattr(signer, "load") else signer
-    hook = getattr(real, "offchain_key_indexes", None)
-    if callable(hook):
-        result = hook(pending)
-        return None if result is None else [int(i) for i in result]
-    return None
+def wipe_all(keys: Sequence[KeyHandle]) -> None:
+    for key in keys:
+        key.wipe()

@@ -18,16 +18,17 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, Protocol
 
-from kms.api import PendingTransaction
+from kms.api import NodeGateway, PendingTransaction
 from kms.chains import get_chain
-from kms.chains.base import Chain, ChainLookups
+from kms.chains.base import Chain, loaded_signer
 from kms.daemon.four_eye import FourEye, Verdict
 from kms.daemon.journal import Journal, JournalStore, State
-from kms.daemon.keys import WalletSource, offchain_indexes, resolve_keys
+from kms.daemon.keys import WalletSource, resolve_keys, wipe_all
 from kms.daemon.model import CycleReport, DaemonConfig, Outcome
 from kms.errors import KmsError, TatumApiError
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
+from kms.signing.base import SignedTransaction, Submitter
 from kms.store.errors import ClaimLostError, JournalConflictError
 from kms.tatum.client import MAX_SIGNATURE_IDS, TatumClient
 
@@ -109,7 +110,7 @@ class Daemon:
         client: TatumClient,
         *,
         four_eye: FourEye | None = None,
-        lookups: ChainLookups | None = None,
+        gateway: NodeGateway | None = None,
         registry: Callable[[str], Chain] = get_chain,
         metrics: Metrics | None = None,
         audit: AuditSink | None = None,
@@ -119,11 +120,13 @@ class Daemon:
     ) -> None:
         if config.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if gateway is not None and bool(gateway.testnet) != bool(config.testnet):
+            raise ValueError("the node gateway serves another network than the daemon")
         self.config = config
         self.store = store
         self.client = client
         self.four_eye = four_eye
-        self.lookups = lookups
+        self.gateway = gateway
         self.registry = registry
         self.metrics: Metrics = metrics or NullMetrics()
         self.audit = audit
@@ -154,9 +157,7 @@ class Daemon:
         cycle's workers would all queue behind one import."""
         for code in self.config.chains:
             try:
-                signer = self.registry(code).signer
-                if signer is not None and hasattr(signer, "load"):
-                    signer.load()
+                self.registry(code).warm_up()
             except Exception as exc:  # a signer that cannot load fails its transactions later, with a report
                 log.error("could not load the %s signer (%s)", code, type(exc).__name__)
 
@@ -358,13 +359,13 @@ class Daemon:
         if self.four_eye is not None and not self._approved(pending, report, txlog, entry.state, trail):
             return Outcome.REFUSED if pending.id in self._refused_this_run else Outcome.UNAVAILABLE
         if entry.state is State.SIGNED and entry.tx_data is not None:
-            tx_data = entry.tx_data
+            signed = SignedTransaction(entry.tx_data)
             txlog.info("already signed before; broadcasting the same signed transaction again")
             outcome = Outcome.REBROADCAST
         else:
-            tx_data = self._sign(pending, chain, txlog)
+            signed = self._sign(pending, chain, txlog)
             outcome = Outcome.BROADCAST
-        payload_sha256 = hashlib.sha256(tx_data.encode()).hexdigest()
+        payload_sha256 = hashlib.sha256(signed.payload.encode()).hexdigest()
         trail.record["payloadSha256"] = payload_sha256
         trail.record["outcome"] = "signed" if outcome is Outcome.BROADCAST else "rebroadcast"
         # Nothing leaves kms without its decision on record (fail closed).
@@ -380,6 +381,7 @@ class Daemon:
         try:
             if self.replica is not None:
                 self.replica.confirm(pending.id)  # never broadcast on a lease that ran out
+            tx_data = self._submit(chain, signed)
             result = self._broadcast(pending, chain, tx_data)
         except _Failure as exc:
             self._write_audit({**result_record, "broadcast": {"ok": False, "error": str(exc)}}, txlog)
@@ -431,23 +433,38 @@ class Daemon:
             self.metrics.error("four_eye_unavailable", pending.chain)
         return False
 
-    def _sign(self, pending: PendingTransaction, chain: Chain, txlog: logging.LoggerAdapter[Any]) -> str:
+    def _sign(self, pending: PendingTransaction, chain: Chain, txlog: logging.LoggerAdapter[Any]) -> SignedTransaction:
         signer = chain.signer
         if signer is None:
             raise _Failure("unsupported", f"signing {pending.chain} is not supported by this kms")
         if self._audit_broken:
             raise _Failure("audit", "the audit log cannot be written; nothing is signed until it is fixed")
-        indexes = self._stage("keys", lambda: offchain_indexes(signer, pending))
+        indexes = self._stage("keys", lambda: chain.offchain_key_indexes(pending))
         keys = self._stage("keys", lambda: resolve_keys(pending, chain, self.store, self.config.testnet, indexes))
         try:
-            tx_data = self._stage("signing", lambda: signer.sign(pending, keys, self.config.testnet, self.lookups))
+            signed = self._stage("signing", lambda: signer.sign(pending, keys, self.config.testnet, self.gateway))
         finally:
-            keys.clear()  # the key strings themselves cannot be wiped; drop the references promptly
-        if not isinstance(tx_data, str) or not tx_data:
+            wipe_all(keys)
+        if not isinstance(signed, SignedTransaction) or not isinstance(signed.payload, str) or not signed.payload:
             raise _Failure("signing", f"the {pending.chain} signer returned no transaction")
-        self._stage("journal", lambda: self.journal.record_signed(pending, tx_data))
+        self._stage("journal", lambda: self.journal.record_signed(pending, signed.payload))
         self.metrics.signed(pending.chain)
         txlog.info("signed and journaled")
+        return signed
+
+    def _submit(self, chain: Chain, signed: SignedTransaction) -> str:
+        """What goes to the broadcast endpoint: the signed payload, or where the chain's signer sends it to a node
+        first (``Submitter``), what that returns. Runs only after the payload is journaled and the decision is on
+        record."""
+        signer = self._stage("submit", lambda: loaded_signer(chain))
+        if not isinstance(signer, Submitter):
+            return signed.payload
+        gateway = self.gateway
+        if gateway is None:
+            raise _Failure("submit", f"{chain.code} transactions are sent to a node first, and no gateway is set")
+        tx_data = self._stage("submit", lambda: signer.submit(signed, gateway))
+        if not isinstance(tx_data, str) or not tx_data:
+            raise _Failure("submit", f"the {chain.code} node gave back no transaction id")
         return tx_data
 
     def _broadcast(self, pending: PendingTransaction, chain: Chain, tx_data: str) -> str | None:

@@ -10,7 +10,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from backends import PasswordProvider
 from kms import session
@@ -142,7 +141,7 @@ def _build_daemon(running: _Run) -> Daemon:
         running.slot,
         client,
         four_eye=four_eye,
-        lookups=_evm_lookups(client, options),
+        gateway=client.gateway(options.config.testnet),
         metrics=running.metrics,
         audit=stack.enter_context(_audit_sink(options.audit_log, running.settings)),
         stop=running.shutdown.stop,
@@ -207,16 +206,6 @@ def _run_until_stopped(running: _Run, daemon: Daemon) -> None:
     if running.options.config.run_once and daemon.last_report is not None:
         sys.stdout.write(json.dumps(daemon.last_report.summary()) + "\n")
         sys.stdout.flush()
-
-
-def _evm_lookups(client: TatumClient, options: DaemonOptions) -> Any:
-    """The EVM signers' nonce / gas / chain-id look-ups, through the daemon's client: same connection pool, same
-    retry policy (so the look-ups' own retries are turned off)."""
-    from kms.signing.evm_lookups import LookupRetry, TatumEvmLookups
-
-    return TatumEvmLookups(
-        client.http, options.api_key, retry=LookupRetry(attempts=1), testnet_type=options.testnet_type
-    )
 
 
 def _announce(options: DaemonOptions) -> None:

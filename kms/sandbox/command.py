@@ -11,6 +11,7 @@ from argparse import Namespace
 from types import FrameType
 
 from kms.errors import UsageError
+from kms.sandbox.approver_options import approver_from_args, approver_info
 from kms.sandbox.server import Sandbox
 from kms.sandbox.state import SandboxState
 
@@ -53,7 +54,7 @@ def run(args: Namespace) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
-    with sandbox:
+    with sandbox, approver_from_args(args) as approver:
         print(
             json.dumps(
                 {
@@ -61,6 +62,7 @@ def run(args: Namespace) -> int:
                     "approvalUrl": sandbox.approval_url,
                     "admin": f"{sandbox.url}/_sandbox/state",
                     "hint": daemon_hint(sandbox, api_key_set=state.api_key is not None),
+                    **approver_info(approver),
                 }
             ),
             flush=True,

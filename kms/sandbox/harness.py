@@ -25,6 +25,7 @@ class SandboxProcess:
         self.url = ""
         self.approval_url = ""
         self.admin: SandboxAdmin | None = None
+        self.info: dict[str, Any] = {}
 
     def start(self, timeout: float = 20.0) -> SandboxProcess:
         self.proc = subprocess.Popen(
@@ -40,7 +41,7 @@ class SandboxProcess:
         if not line.strip():
             self.stop()
             raise RuntimeError("the sandbox did not start")
-        info = json.loads(line)
+        info = self.info = json.loads(line)
         self.url = info["url"]
         self.approval_url = info["approvalUrl"]
         self.admin = SandboxAdmin(self.url)

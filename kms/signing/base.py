@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kms.api import NodeGateway, PendingTransaction
 from kms.keys import KeyHandle
@@ -40,6 +40,7 @@ class Signer(Protocol):
         ...
 
 
+@runtime_checkable
 class Submitter(Protocol):
     """A signer whose chain wants the signed transaction sent to a node first (upstream: SOL ``sendTransaction``,
     FLOW access node); ``submit`` returns the txData that goes to the Tatum broadcast endpoint (the transaction id)."""

@@ -28,18 +28,17 @@ from bitcointx.core.script import (
 )
 from bitcointx.core.serialize import SerializationError
 
-from kms.api import PendingTransaction
-from kms.chains.base import ChainLookups, SigningKey
+from kms.api import NodeGateway, PendingTransaction
+from kms.chains.utxo import BITCOIN_CASH, SigningNetwork
 from kms.errors import SigningError
+from kms.keys import KeyHandle
+from kms.signing.base import SignedTransaction
 from kms.signing.bch_schnorr import schnorr_sign
 from kms.signing.utxo_common import (
-    BITCOIN_CASH,
-    SigningNetwork,
     UtxoKey,
     check_chain,
     check_offchain_keys,
     decode_keys,
-    offchain_derivation_indexes,
     offchain_input_positions,
     read_hex,
     read_int,
@@ -53,23 +52,18 @@ MAX_FEE_RATE = 2500  # bitcoincashjs2-lib TransactionBuilder.maximumFeeRate, sat
 
 
 class BchSigner:
-    """Implements ``kms.chains.base.Signer`` for BCH (``BchSigner()``, or ``BchSigner(BITCOIN_CASH)``)."""
+    """Implements ``kms.signing.base.Signer`` for BCH (``BchSigner()``, or ``BchSigner(BITCOIN_CASH)``)."""
 
     def __init__(self, network: SigningNetwork = BITCOIN_CASH) -> None:
         self.network = network
 
-    def offchain_key_indexes(self, pending: PendingTransaction) -> list[int] | None:
-        """Offchain withdrawals are signed with one key per input, derived from the mnemonic wallet at the indexes
-        the withdrawal names (upstream's signXxxOffchainKMSTransaction); None for ordinary pending transactions."""
-        return offchain_derivation_indexes(pending) if pending.withdrawal_id else None
-
     def sign(
         self,
         pending: PendingTransaction,
-        keys: Sequence[SigningKey],
+        keys: Sequence[KeyHandle],
         testnet: bool,
-        lookups: ChainLookups | None = None,
-    ) -> str:
+        gateway: NodeGateway | None = None,
+    ) -> SignedTransaction:
         check_chain(pending, self.network)
         tx, amounts = parse_bch_serialized(read_serialized(pending))
         if pending.withdrawal_id:
@@ -79,7 +73,7 @@ class BchSigner:
             positions = list(range(len(keys)))
         if positions != list(range(len(tx.vin))):
             raise SigningError(f"BCH signs input i with key i: {len(tx.vin)} inputs need {len(tx.vin)} keys in order")
-        signing_keys = decode_keys(keys, self.network, testnet)
+        signing_keys = decode_keys(keys)
         tx.nVersion = BUILDER_TX_VERSION
         for index, key in enumerate(signing_keys):
             tx.vin[index].scriptSig = _sign_input(tx, index, amounts[index], key)
@@ -88,7 +82,7 @@ class BchSigner:
         fee = sum(amounts) - sum(o.nValue for o in tx.vout)
         if fee > MAX_FEE_RATE * len(signed):
             raise SigningError(f"fee {fee} is absurd for a {len(signed)}-byte transaction (over {MAX_FEE_RATE} sat/B)")
-        return signed.hex()
+        return SignedTransaction(signed.hex())
 
 
 def parse_bch_serialized(text: str) -> tuple[CMutableTransaction, list[int]]:

@@ -1,20 +1,18 @@
-"""EVM signing for ETH, BSC, MATIC, KLAY, XDC, ONE, KCS and CELO pending transactions.
+"""EVM signing machinery for ETH, BSC, MATIC, KLAY, XDC, ONE, KCS and CELO pending transactions.
 
 Upstream (tatum-kms 8.0.1 with @tatumio/tatum 1.37.68, @tatumio/celo 2.2.x and the KCS SDK) signs every one of these
 as a legacy EIP-155 transaction: web3 / caver for the first seven, ethers with Celo's own RLP layout for CELO. The
-chains differ only in data (chain ids, address prefix, how a missing field is filled), kept in ``EvmQuirks``; CELO's
-encoding is the one small override (``CeloSigner``).
+chains differ only in data (``kms.chains.evm.EvmFacts``: chain ids, quirks, routes); CELO's encoding is the one small
+override (``CeloSigner``). Missing fields are looked up through the NodeGateway (``kms.signing.evm_lookups``).
 
-Secrets: the private key is parsed into a SecretBuffer and wiped when signing ends; eth-keys keeps its own immutable
-copy for the duration of the call, which Python cannot wipe.
+Secrets: the key handle's 32 raw bytes are read inside its ``with`` block only; eth-keys keeps its own immutable copy
+for the duration of the call, which Python cannot wipe (see SECURITY.md).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import rlp
@@ -24,10 +22,12 @@ from eth_keys.backends import CoinCurveECCBackend
 from eth_keys.exceptions import ValidationError as EthKeysValidationError
 from eth_utils import keccak, to_checksum_address
 
-from kms.api import PendingTransaction
-from kms.chains.base import ChainLookups, SigningKey
+from kms.api import NodeGateway, PendingTransaction
+from kms.chains.evm import EvmFacts, EvmQuirks
 from kms.errors import KmsError, SigningError
-from kms.hygiene import SecretBuffer
+from kms.keys import KeyHandle
+from kms.signing.base import SignedTransaction
+from kms.signing.evm_lookups import EvmNodeLookups
 from kms.signing.evm_tx import (
     EIP1559,
     NONCE_MAX,
@@ -43,32 +43,7 @@ T = TypeVar("T")
 
 _SECP256K1 = CoinCurveECCBackend()
 """libsecp256k1 through coincurve, named explicitly so eth-keys never falls back to its pure-Python curve."""
-_PRIVATE_KEY = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64}")
 _CHAIN_ID_MAX = 2**53 - 1
-
-ESTIMATE_FULL = ("from", "to", "value", "data", "gasPrice")
-"""web3 ``estimateGas(transactionConfig)`` (ETH, BSC, XDC): the whole request as known before signing."""
-ESTIMATE_CALL = ("from", "to", "data")
-"""web3/caver ``estimateGas({to, data})`` (MATIC, KLAY, ONE, KCS): web3 adds the default account as ``from``."""
-
-
-@dataclass(frozen=True)
-class EvmQuirks:
-    """How upstream treats one chain's pending transactions, beyond its chain ids."""
-
-    address_prefixes: tuple[str, ...] = ("0x",)
-    eip1559: bool = False
-    """Whether upstream can sign a type-2 transaction here (only where its SDK does not force a gasPrice: XDC)."""
-    legacy_type_names: frozenset[str] = frozenset()
-    estimate_fields: tuple[str, ...] = ESTIMATE_FULL
-    always_estimate_gas: bool = False
-    """XDC: upstream re-estimates the gas limit even when the pending transaction carries one."""
-    estimate_gas_for_withdrawals: bool = False
-    """ETH: upstream's offchain-withdrawal path (pending has withdrawalId) always re-estimates the gas limit."""
-    gas_limit_margin: int = 0
-    """CELO: upstream adds 100000 to the node's estimate."""
-    fee_currency_price_floors: Mapping[bytes, tuple[int, int]] = field(default_factory=dict)
-    """CELO: fee currency -> (threshold, floor): a looked-up price at or below threshold is raised to floor."""
 
 
 @dataclass(frozen=True)
@@ -80,31 +55,20 @@ class _Resolved:
 
 
 class EvmSigner:
-    """Signs one chain's pending transactions. ``chain_ids`` maps testnet (bool) to the accepted chain id or ids; the
-    first one is used when the transaction names none and there is no look-up service to ask."""
+    """Signs one chain's pending transactions, as its ``EvmFacts`` record says."""
 
-    def __init__(
-        self,
-        code: str,
-        chain_ids: Mapping[bool, int | Sequence[int]],
-        quirks: EvmQuirks | None = None,
-    ) -> None:
-        self.code = code.upper()
-        self.quirks = quirks or EvmQuirks()
-        self.chain_ids: Mapping[bool, tuple[int, ...]] = MappingProxyType(
-            {net: _id_tuple(ids) for net, ids in chain_ids.items()}
-        )
-        if set(self.chain_ids) != {False, True}:
-            raise ValueError("chain_ids needs an entry for mainnet (False) and testnet (True)")
+    def __init__(self, facts: EvmFacts) -> None:
+        self.facts = facts
+        self.code = facts.code
+        self.quirks: EvmQuirks = facts.quirks
+        self.chain_ids = facts.chain_ids
         self._rules = ParseRules(
             code=self.code,
             address_prefixes=self.quirks.address_prefixes,
             eip1559=self.quirks.eip1559,
-            celo_fields=self._celo_fields,
+            celo_fields=self.quirks.celo_layout,
             legacy_type_names=self.quirks.legacy_type_names,
         )
-
-    _celo_fields = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, chain_ids={dict(self.chain_ids)!r})"
@@ -112,39 +76,51 @@ class EvmSigner:
     def sign(
         self,
         pending: PendingTransaction,
-        keys: Sequence[SigningKey],
+        keys: Sequence[KeyHandle],
         testnet: bool,
-        lookups: ChainLookups | None = None,
-    ) -> str:
+        gateway: NodeGateway | None = None,
+    ) -> SignedTransaction:
         if not isinstance(pending.chain, str) or pending.chain.strip().upper() != self.code:
             raise SigningError(f"pending transaction {pending.id!r} is not a {self.code} transaction")
         key = self._single_key(pending, keys)
         fields = parse_evm_transaction(pending.serialized_transaction, self._rules)
-        with _key_buffer(key) as secret:
+        lookups = self._lookups(gateway, bool(testnet))
+        with key.raw() as raw:
             try:
-                private_key = eth_keys.PrivateKey(secret.bytes(), backend=_SECP256K1)
+                private_key = eth_keys.PrivateKey(bytes(raw), backend=_SECP256K1)
             except EthKeysValidationError:
                 raise SigningError(
                     f"the key for signatureId {key.signature_id!r} is not a valid secp256k1 private key"
+                ) from None
+            except ValueError:
+                raise SigningError(
+                    f"the key for signatureId {key.signature_id!r} is not a 32-byte hex private key"
                 ) from None
             try:
                 address = private_key.public_key.to_canonical_address()
                 if fields.sender is not None and fields.sender != address:
                     raise SigningError("the transaction's 'from' is not the address of the signing key")
                 resolved = self._resolve(fields, address, pending, bool(testnet), lookups)
-                return self._encode_signed(resolved, private_key)
+                return SignedTransaction(self._encode_signed(resolved, private_key))
             finally:
                 del private_key
 
-    # -- key -------------------------------------------------------------------------------------------------------
+    # -- key and gateway -------------------------------------------------------------------------------------------
 
-    def _single_key(self, pending: PendingTransaction, keys: Sequence[SigningKey]) -> SigningKey:
+    def _single_key(self, pending: PendingTransaction, keys: Sequence[KeyHandle]) -> KeyHandle:
         if len(keys) != 1:
             raise SigningError(f"{self.code} transactions are signed with exactly one key, got {len(keys)}")
         key = keys[0]
         if key.index is not None and pending.index is not None and key.index != pending.index:
             raise SigningError("the signing key was derived at another index than the pending transaction names")
         return key
+
+    def _lookups(self, gateway: NodeGateway | None, testnet: bool) -> EvmNodeLookups | None:
+        if gateway is None:
+            return None
+        if bool(gateway.testnet) != testnet:
+            raise SigningError(f"the look-up gateway serves another network than this {self.code} transaction")
+        return EvmNodeLookups(gateway, self.code, self.facts.route)
 
     # -- filling what upstream fills -------------------------------------------------------------------------------
 
@@ -154,16 +130,14 @@ class EvmSigner:
         address: bytes,
         pending: PendingTransaction,
         testnet: bool,
-        lookups: ChainLookups | None,
+        lookups: EvmNodeLookups | None,
     ) -> _Resolved:
         sender = to_checksum_address(address)
         nonce = fields.nonce
         if nonce is None:
-            nonce = self._lookup(
-                lookups, "nonce", lambda look: look.transaction_count(self.code, sender, testnet), 0, NONCE_MAX
-            )
+            nonce = self._lookup(lookups, "nonce", lambda look: look.transaction_count(sender), 0, NONCE_MAX)
         if fields.tx_type != EIP1559 and fields.gas_price is None:
-            fields = replace(fields, gas_price=self._gas_price(fields, testnet, lookups))
+            fields = replace(fields, gas_price=self._gas_price(fields, lookups))
         chain_id = self._chain_id(fields.chain_id, testnet, lookups)
         gas = fields.gas
         force_estimate = self.quirks.always_estimate_gas or (
@@ -171,19 +145,17 @@ class EvmSigner:
         )
         if gas is None or (force_estimate and lookups is not None):
             request = self._estimate_request(fields, sender, nonce)
-            estimate = self._lookup(
-                lookups, "gas limit", lambda look: look.estimate_gas(self.code, request, testnet), 1, UINT64_MAX
-            )
+            estimate = self._lookup(lookups, "gas limit", lambda look: look.estimate_gas(request), 1, UINT64_MAX)
             gas = estimate + self.quirks.gas_limit_margin
         resolved = _Resolved(fields=fields, nonce=nonce, gas=gas, chain_id=chain_id)
         self._check_costs(resolved)
         return resolved
 
-    def _gas_price(self, fields: EvmTxFields, testnet: bool, lookups: ChainLookups | None) -> int:
-        return self._lookup(lookups, "gas price", lambda look: look.gas_price(self.code, testnet), 1, UINT256_MAX)
+    def _gas_price(self, fields: EvmTxFields, lookups: EvmNodeLookups | None) -> int:
+        return self._lookup(lookups, "gas price", lambda look: look.gas_price(), 1, UINT256_MAX)
 
-    def _chain_id(self, given: int | None, testnet: bool, lookups: ChainLookups | None) -> int:
-        allowed = self.chain_ids[testnet]
+    def _chain_id(self, given: int | None, testnet: bool, lookups: EvmNodeLookups | None) -> int:
+        allowed = self.facts.ids(testnet)
         network = "testnet" if testnet else "mainnet"
         if given is not None:
             if given not in allowed:
@@ -193,7 +165,7 @@ class EvmSigner:
             return given
         if lookups is None:
             return allowed[0]
-        reported = self._lookup(lookups, "chain id", lambda look: look.chain_id(self.code, testnet), 1, _CHAIN_ID_MAX)
+        reported = self._lookup(lookups, "chain id", lambda look: look.chain_id(), 1, _CHAIN_ID_MAX)
         if reported not in allowed:
             raise SigningError(
                 f"the node reports chainId {reported}, which is not {self.code} {network} (expected {_one_of(allowed)})"
@@ -213,9 +185,9 @@ class EvmSigner:
 
     def _lookup(
         self,
-        lookups: ChainLookups | None,
+        lookups: EvmNodeLookups | None,
         what: str,
-        call: Callable[[ChainLookups], object],
+        call: Callable[[EvmNodeLookups], object],
         minimum: int,
         maximum: int,
     ) -> int:
@@ -273,18 +245,11 @@ class CeloSigner(EvmSigner):
     """CELO: Celo's pre-L2 transaction layout (ethers + celo-ethers-wrapper, as @tatumio/celo signs it):
     RLP(nonce, gasPrice, gas, feeCurrency, gatewayFeeRecipient, gatewayFee, to, value, data, v, r, s), EIP-155 v."""
 
-    _celo_fields = True
-
-    def _gas_price(self, fields: EvmTxFields, testnet: bool, lookups: ChainLookups | None) -> int:
+    def _gas_price(self, fields: EvmTxFields, lookups: EvmNodeLookups | None) -> int:
         if fields.fee_currency is None:
-            return super()._gas_price(fields, testnet, lookups)
+            return super()._gas_price(fields, lookups)
         currency = to_checksum_address(fields.fee_currency)
-        price_in = getattr(lookups, "fee_currency_gas_price", None) if lookups is not None else None
-        if price_in is None:
-            raise SigningError(
-                "the CELO transaction pays fees in a token and has no gasPrice, and the look-up service cannot price it"
-            )
-        price = self._lookup(lookups, "gas price", lambda look: price_in(self.code, currency, testnet), 1, UINT256_MAX)
+        price = self._lookup(lookups, "gas price", lambda look: look.fee_currency_gas_price(currency), 1, UINT256_MAX)
         threshold_floor = self.quirks.fee_currency_price_floors.get(fields.fee_currency)
         if threshold_floor is not None and price <= threshold_floor[0]:
             price = threshold_floor[1]
@@ -310,82 +275,13 @@ class CeloSigner(EvmSigner):
         return "0x" + rlp.encode([*body, v, signature.r, signature.s]).hex()
 
 
-def _key_buffer(key: SigningKey) -> SecretBuffer:
-    text = key.private_key
-    if not isinstance(text, str) or not _PRIVATE_KEY.fullmatch(text):
-        raise SigningError(f"the key for signatureId {key.signature_id!r} is not a 32-byte hex private key")
-    raw = bytearray.fromhex(text[-64:])
-    return SecretBuffer(raw)  # takes over `raw` and zeroes it
-
-
-def _id_tuple(ids: int | Sequence[int]) -> tuple[int, ...]:
-    out = (ids,) if isinstance(ids, int) else tuple(ids)
-    if not out or any(isinstance(i, bool) or not isinstance(i, int) or i <= 0 for i in out):
-        raise ValueError("chain ids must be positive integers")
-    return out
-
-
 def _one_of(ids: tuple[int, ...]) -> str:
     return str(ids[0]) if len(ids) == 1 else "one of " + ", ".join(map(str, ids))
 
 
-# -- the chains ---------------------------------------------------------------------------------------------------
-
-CUSD_MAINNET = bytes.fromhex("765de816845861e75a25fca122bb6898b8b1282a")
-CUSD_TESTNET = bytes.fromhex("874069fa1eb16d44d622f2e0ca25eea172369bc1")
-_CUSD_FLOOR = (0x1DCD6500, 0x3B9ACA00)  # @tatumio/celo: a cUSD price at or below 0.5 gwei is raised to 1 gwei
+def signer_for(facts: EvmFacts) -> EvmSigner:
+    """The signer a chain's record asks for (what ``kms.chains.evm`` loads lazily)."""
+    return CeloSigner(facts) if facts.quirks.celo_layout else EvmSigner(facts)
 
 
-@dataclass(frozen=True)
-class EvmChainSpec:
-    chain_ids: Mapping[bool, tuple[int, ...]]
-    quirks: EvmQuirks = field(default_factory=EvmQuirks)
-    signer_class: type[EvmSigner] = EvmSigner
-
-
-EVM_CHAINS: Mapping[str, EvmChainSpec] = MappingProxyType(
-    {
-        "ETH": EvmChainSpec({False: (1,), True: (11155111, 17000)}, EvmQuirks(estimate_gas_for_withdrawals=True)),
-        "BSC": EvmChainSpec({False: (56,), True: (97,)}),
-        "MATIC": EvmChainSpec({False: (137,), True: (80002,)}, EvmQuirks(estimate_fields=ESTIMATE_CALL)),
-        "KLAY": EvmChainSpec(
-            {False: (8217,), True: (1001,)},
-            EvmQuirks(estimate_fields=ESTIMATE_CALL, legacy_type_names=frozenset({"LEGACY"})),
-        ),
-        "XDC": EvmChainSpec(
-            {False: (50,), True: (51,)},
-            EvmQuirks(address_prefixes=("0x", "xdc"), eip1559=True, always_estimate_gas=True),
-        ),
-        "ONE": EvmChainSpec({False: (1666600000,), True: (1666700000,)}, EvmQuirks(estimate_fields=ESTIMATE_CALL)),
-        "KCS": EvmChainSpec({False: (321,), True: (322,)}, EvmQuirks(estimate_fields=ESTIMATE_CALL)),
-        "CELO": EvmChainSpec(
-            {False: (42220,), True: (44787, 11142220)},
-            EvmQuirks(
-                estimate_fields=(*ESTIMATE_FULL, "nonce"),
-                gas_limit_margin=100_000,
-                fee_currency_price_floors={CUSD_MAINNET: _CUSD_FLOOR, CUSD_TESTNET: _CUSD_FLOOR},
-            ),
-            CeloSigner,
-        ),
-    }
-)
-
-
-def evm_signer(code: str) -> EvmSigner:
-    """The signer for one of upstream's EVM chains, with the chain ids and quirks upstream uses."""
-    spec = EVM_CHAINS.get(code.strip().upper())
-    if spec is None:
-        raise KeyError(code)
-    return spec.signer_class(code, spec.chain_ids, spec.quirks)
-
-
-__all__ = [
-    "ESTIMATE_CALL",
-    "ESTIMATE_FULL",
-    "EVM_CHAINS",
-    "CeloSigner",
-    "EvmChainSpec",
-    "EvmQuirks",
-    "EvmSigner",
-    "evm_signer",
-]
+__all__ = ["CeloSigner", "EvmSigner", "signer_for"]

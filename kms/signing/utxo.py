@@ -38,18 +38,18 @@ from bitcointx.core.script import (
     SignatureHash,
 )
 
-from kms.api import PendingTransaction
-from kms.chains.base import ChainLookups, SigningKey
+from kms.api import NodeGateway, PendingTransaction
+from kms.chains.utxo import SigningNetwork
 from kms.errors import SigningError
+from kms.keys import KeyHandle
+from kms.signing.base import SignedTransaction
 from kms.signing.utxo_common import (
     JS_SAFE_INTEGER,
     UINT32_MAX,
-    SigningNetwork,
     UtxoKey,
     check_chain,
     check_offchain_keys,
     decode_keys,
-    offchain_derivation_indexes,
     read_hex,
     read_int,
     read_serialized,
@@ -77,29 +77,24 @@ class BitcoreTransaction:
 
 
 class UtxoSigner:
-    """Implements ``kms.chains.base.Signer`` for one of BTC, LTC, DOGE (``UtxoSigner(BITCOIN)`` etc.)."""
+    """Implements ``kms.signing.base.Signer`` for one of BTC, LTC, DOGE (``UtxoSigner(BTC.signing)`` etc.)."""
 
     def __init__(self, network: SigningNetwork) -> None:
         self.network = network
 
-    def offchain_key_indexes(self, pending: PendingTransaction) -> list[int] | None:
-        """Offchain withdrawals are signed with one key per input, derived from the mnemonic wallet at the indexes
-        the withdrawal names (upstream's signXxxOffchainKMSTransaction); None for ordinary pending transactions."""
-        return offchain_derivation_indexes(pending) if pending.withdrawal_id else None
-
     def sign(
         self,
         pending: PendingTransaction,
-        keys: Sequence[SigningKey],
+        keys: Sequence[KeyHandle],
         testnet: bool,
-        lookups: ChainLookups | None = None,
-    ) -> str:
+        gateway: NodeGateway | None = None,
+    ) -> SignedTransaction:
         check_chain(pending, self.network)
         offchain = bool(pending.withdrawal_id)
         if offchain:
             check_offchain_keys(pending, keys)
         parsed = parse_bitcore_json(read_serialized(pending), self.network)
-        owners = _owners(decode_keys(keys, self.network, testnet), self.network)
+        owners = _owners(decode_keys(keys), self.network)
         tx = parsed.tx
         witnesses: list[CTxInWitness] = []
         for index, spent in enumerate(parsed.spent):
@@ -112,7 +107,7 @@ class UtxoSigner:
         # Upstream serializes DOGE offchain withdrawals unchecked, on-chain DOGE checked.
         if self.network.checked_serialization and not offchain:
             _bitcore_doge_checks(parsed, self.network)
-        return tx.serialize().hex()
+        return SignedTransaction(tx.serialize().hex())
 
 
 def parse_bitcore_json(text: str, network: SigningNetwork) -> BitcoreTransaction:

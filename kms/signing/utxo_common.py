@@ -1,27 +1,24 @@
-"""What the UTXO signers (BTC, LTC, DOGE and BCH) share: network parameters, WIF keys, strict field readers, and the
-key list of an offchain withdrawal.
+"""What the UTXO signers (BTC, LTC, DOGE and BCH) share: keys from their handles, strict field readers, and the key
+list of an offchain withdrawal. The chains' facts (``SigningNetwork``: WIF versions, segwit, DOGE's checks) are in
+``kms.chains.utxo``.
 
-Keys arrive as WIF text (immutable ``str``, which kms cannot wipe); the decoded secret goes through a SecretBuffer that
-is wiped as soon as libsecp256k1 (coincurve) holds the key.
+Keys arrive as handles holding ``kms.chains.utxo.RAW_KEY_LENGTH`` raw bytes (scalar, compressed flag); the scalar is
+read inside the handle's ``with`` block, and libsecp256k1 (coincurve) keeps its own copy while signing.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import coincurve
-from bitcointx.base58 import Base58Error
-from bitcointx.base58 import decode as base58_decode
-from bitcointx.core import Hash as double_sha256
 from bitcointx.core import Hash160 as hash160
 
 from kms.api import PendingTransaction
-from kms.chains.base import SigningKey
+from kms.chains.utxo import RAW_KEY_LENGTH, SigningNetwork
 from kms.errors import SigningError
-from kms.hygiene import SecretBuffer
+from kms.keys import KeyHandle
 
 MAX_SERIALIZED_CHARS = 4_000_000
 """Far above any standard transaction (100 kvB); refuses absurd input before parsing it."""
@@ -29,45 +26,6 @@ MAX_SERIALIZED_CHARS = 4_000_000
 UINT32_MAX = 2**32 - 1
 JS_SAFE_INTEGER = 2**53 - 1
 """Upstream handles amounts as JavaScript numbers: anything above this is not an exact amount there."""
-
-
-@dataclass(frozen=True)
-class SigningNetwork:
-    """Per-chain parameters the UTXO signers need. The transaction format itself is the same on all four chains."""
-
-    code: str
-    """Upstream chain code, also checked against ``pending.chain``."""
-    name: str
-    wif_version_mainnet: int
-    wif_version_testnet: int
-    segwit: bool = False
-    """Whether the chain's bitcore library signs P2WPKH and P2SH-P2WPKH inputs (bitcore-lib and bitcore-lib-ltc do,
-    bitcore-lib-doge does not)."""
-    checked_serialization: bool = False
-    """Whether upstream serializes with bitcore's checks on (DOGE on-chain): dust outputs and fees far from the
-    library's own estimate are refused."""
-    dust_amount: int = 0
-    fee_per_kb: int = 0
-
-    def wif_version(self, testnet: bool) -> int:
-        return self.wif_version_testnet if testnet else self.wif_version_mainnet
-
-    def label(self, testnet: bool) -> str:
-        return f"{self.name} {'testnet' if testnet else 'mainnet'}"
-
-
-BITCOIN = SigningNetwork(code="BTC", name="Bitcoin", wif_version_mainnet=0x80, wif_version_testnet=0xEF, segwit=True)
-LITECOIN = SigningNetwork(code="LTC", name="Litecoin", wif_version_mainnet=0xB0, wif_version_testnet=0xEF, segwit=True)
-DOGECOIN = SigningNetwork(
-    code="DOGE",
-    name="Dogecoin",
-    wif_version_mainnet=0x9E,
-    wif_version_testnet=0xF1,
-    checked_serialization=True,
-    dust_amount=100_000_000,  # bitcore-lib-doge Transaction.DUST_AMOUNT: 1 DOGE
-    fee_per_kb=100_000_000,  # bitcore-lib-doge Transaction.FEE_PER_KB: 1 DOGE
-)
-BITCOIN_CASH = SigningNetwork(code="BCH", name="Bitcoin Cash", wif_version_mainnet=0x80, wif_version_testnet=0xEF)
 
 
 @dataclass(frozen=True, repr=False)
@@ -83,43 +41,24 @@ class UtxoKey:
         return f"UtxoKey(public_key={self.public_key.hex()}, private_key=<hidden>)"
 
 
-def decode_wif(text: str, network: SigningNetwork, testnet: bool, position: int) -> UtxoKey:
-    """Decode key number ``position`` (for messages only) and check it belongs to ``network``."""
-    what = f"key {position}"
-    if not isinstance(text, str) or not text.isascii():
-        raise SigningError(f"{what} is not a WIF private key")
-    try:
-        raw = base58_decode(text.strip())
-    except (Base58Error, ValueError):
-        raise SigningError(f"{what} is not a WIF private key") from None
-    with SecretBuffer(raw) as secret:
-        del raw
-        data = secret.view()
-        if len(data) < 5 or not hmac.compare_digest(double_sha256(data[:-4])[:4], bytes(data[-4:])):
-            raise SigningError(f"{what} is not a WIF private key (bad checksum)")
-        payload = data[:-4]
-        if len(payload) == 34 and payload[33] == 0x01:
-            compressed = True
-        elif len(payload) == 33:
-            compressed = False
-        else:
-            raise SigningError(f"{what} is not a WIF private key")
-        if payload[0] != network.wif_version(testnet):
-            raise SigningError(f"{what} is not a WIF for {network.label(testnet)}")
+def decode_key(handle: KeyHandle, position: int) -> UtxoKey:
+    """Key number ``position`` (for messages only) from its handle."""
+    with handle.raw() as raw:
+        if len(raw) != RAW_KEY_LENGTH or raw[32] not in (0, 1):
+            raise SigningError(f"key {position} is not a UTXO signing key")
+        compressed = raw[32] == 1
         try:
-            private_key = coincurve.PrivateKey(bytes(payload[1:33]))
+            private_key = coincurve.PrivateKey(bytes(memoryview(raw)[:32]))
         except ValueError:
-            raise SigningError(f"{what} is out of the secp256k1 key range") from None
-        finally:
-            del data, payload
+            raise SigningError(f"key {position} is out of the secp256k1 key range") from None
     public_key = private_key.public_key.format(compressed=compressed)
     return UtxoKey(private_key, public_key, compressed, hash160(public_key))
 
 
-def decode_keys(keys: Sequence[SigningKey], network: SigningNetwork, testnet: bool) -> list[UtxoKey]:
+def decode_keys(keys: Sequence[KeyHandle]) -> list[UtxoKey]:
     if not keys:
         raise SigningError("no signing keys were resolved for this transaction")
-    return [decode_wif(key.private_key, network, testnet, position) for position, key in enumerate(keys)]
+    return [decode_key(key, position) for position, key in enumerate(keys)]
 
 
 def check_chain(pending: PendingTransaction, network: SigningNetwork) -> None:
@@ -163,7 +102,7 @@ def offchain_derivation_indexes(pending: PendingTransaction) -> list[int]:
     Upstream (``signXxxOffchainKMSTransaction``) derives one key from the mnemonic wallet named by ``hashes[0]`` for
     every entry of the pending transaction's ``withdrawalResponses`` whose ``vIn`` is not ``"-1"`` (that entry is the
     pool-transfer output, not an input), at ``address.derivationKey`` (0 when absent). The daemon derives these and
-    passes them to ``sign`` in this order, each ``SigningKey.index`` set to its index.
+    passes them to ``sign`` in this order, each ``KeyHandle.index`` set to its index.
     """
     responses = _withdrawal_responses(pending)
     return [index for _, index in _input_responses(responses)]
@@ -175,7 +114,7 @@ def offchain_input_positions(pending: PendingTransaction) -> list[int]:
     return [position for position, _ in _input_responses(_withdrawal_responses(pending))]
 
 
-def check_offchain_keys(pending: PendingTransaction, keys: Sequence[SigningKey]) -> None:
+def check_offchain_keys(pending: PendingTransaction, keys: Sequence[KeyHandle]) -> None:
     expected = offchain_derivation_indexes(pending)
     if len(keys) != len(expected):
         raise SigningError(f"offchain withdrawal needs {len(expected)} keys (one per input response), got {len(keys)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -37,6 +38,13 @@ class StoredWallet:
             raise StoreError("this wallet was wiped from memory")
         return decode_fields(self._plaintext)
 
+    def secret_field(self, name: str) -> SecretBuffer:
+        """One field's text as UTF-8 in a new wipeable buffer (empty when the record has no such field), read from
+        the plaintext without decoding the rest of the record into ``str``. The caller wipes it."""
+        if self._plaintext.wiped:
+            raise StoreError("this wallet was wiped from memory")
+        return _field_bytes(self._plaintext.view(), name.encode())
+
     def record(self) -> dict[str, object]:
         """Upstream's JSON record: the fields followed by chain and testnet."""
         return {**self.fields(), "chain": self._meta.chain, "testnet": self._meta.testnet}
@@ -57,3 +65,35 @@ class StoredWallet:
         return f"<StoredWallet {meta.signature_id} {meta.chain} testnet={meta.testnet} {meta.kind}>"
 
     __str__ = __repr__
+
+
+def _field_bytes(plaintext: memoryview, name: bytes) -> SecretBuffer:
+    """Scan the record's compact JSON object of strings (``format.encode_fields``) for ``name``'s value. A value with
+    JSON escapes (never in a key or mnemonic) is decoded by ``json`` instead, which makes a ``str`` copy."""
+    position = 1
+    while position < len(plaintext) and plaintext[position] == ord('"'):
+        key_end = _string_end(plaintext, position)
+        value_start = key_end + 2  # past '":'
+        value_end = _string_end(plaintext, value_start)
+        if plaintext[position + 1 : key_end] == name:
+            value = plaintext[value_start + 1 : value_end]
+            if ord("\\") not in value:
+                return SecretBuffer(value)
+            return SecretBuffer(json.loads(bytes(plaintext[value_start : value_end + 1])))
+        position = value_end + 2  # past '",'
+    return SecretBuffer()
+
+
+def _string_end(data: memoryview, start: int) -> int:
+    """Index of the quote closing the JSON string that opens at ``start``."""
+    if data[start] != ord('"'):
+        raise StoreError("the wallet record is not in the expected format")
+    index = start + 1
+    while index < len(data):
+        if data[index] == ord("\\"):
+            index += 2
+            continue
+        if data[index] == ord('"'):
+            return index
+        index += 1
+    raise StoreError("the wallet record is not in the expected format")

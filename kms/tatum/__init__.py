@@ -2,6 +2,7 @@
 
 from kms.tatum.client import DEFAULT_API_URL, MAX_SIGNATURE_IDS, BroadcastResult, PendingBatch, TatumClient
 from kms.tatum.errors import MalformedResponseError, TatumHttpError, TatumUnavailableError
+from kms.tatum.gateway import TatumGateway
 from kms.tatum.retry import RetryingTransport, RetryPolicy
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "RetryPolicy",
     "RetryingTransport",
     "TatumClient",
+    "TatumGateway",
     "TatumHttpError",
     "TatumUnavailableError",
 ]

@@ -20,14 +20,15 @@ from typing import Any
 
 import httpx
 
-from kms import CLIENT_VERSION, __version__
+from kms import __version__
 from kms.api import PendingTransaction
 from kms.tatum.errors import MalformedResponseError, TatumHttpError, TatumUnavailableError
+from kms.tatum.gateway import TatumGateway
 from kms.tatum.pending import Rejected, parse_pending, parse_pending_list
 from kms.tatum.proxy import transport_for
 from kms.tatum.retry import RetryingTransport, RetryPolicy
+from kms.tatum.version import CLIENT_VERSION, VersionWatch
 from kms.tatum.version import HEADER as LATEST_VERSION_HEADER
-from kms.tatum.version import VersionWatch
 
 log = logging.getLogger("kms.tatum")
 
@@ -70,6 +71,7 @@ class TatumClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key or ""
+        self._testnet_type = testnet_type
         self.cancel = cancel or threading.Event()
         self.versions = VersionWatch(CLIENT_VERSION)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -95,6 +97,13 @@ class TatumClient:
     @property
     def api_key(self) -> str:
         return self._api_key
+
+    def gateway(self, testnet: bool) -> TatumGateway:
+        """The signers' NodeGateway for one network, over this client's connection pool and retrying transport (so
+        the gateway itself does not retry again)."""
+        return TatumGateway(
+            self.http, self._api_key, testnet=testnet, testnet_type=self._testnet_type, retry=RetryPolicy.none()
+        )
 
     def redact(self, text: str) -> str:
         """Hide the API key where it is a URL path segment (web3 RPC URLs) or a whole word of ``text``."""

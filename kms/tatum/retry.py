@@ -4,28 +4,23 @@ Retried: no answer (connection refused or reset, timeouts, a broken response) an
 later" (5xx, 429). A 429 or 503 with ``Retry-After`` waits what the server asked for, unless that is longer than the
 policy's cap, in which case the answer is returned at once rather than waiting less than asked. Every other status is
 the caller's to judge, at once. Retrying at the transport means every caller (the daemon's own calls and the signers'
-look-ups) gets the same policy. Re-sending is safe for every request the daemon makes: polling is a read, a broadcast
-re-sends the same signed payload (the same on-chain transaction), and a repeated error report is harmless.
+look-ups through the gateway) gets the same policy, the one of ``kms.retry``. Re-sending is safe for every request the
+daemon makes: polling is a read, a broadcast re-sends the same signed payload (the same on-chain transaction), and a
+repeated error report is harmless.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-)
+from tenacity import RetryCallState
+
+from kms import retry
+from kms.retry import retry_after_seconds
 
 log = logging.getLogger("kms.tatum")
 
@@ -33,17 +28,16 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(retry.RetryPolicy):
+    """The Tatum client's defaults of the one policy (``kms.retry``)."""
+
     attempts: int = 6
     initial_wait: float = 0.25
     max_wait: float = 8.0
     jitter: float = 0.25
     max_total: float = 60.0
     max_retry_after: float = 30.0
-
-    @classmethod
-    def none(cls) -> RetryPolicy:
-        return cls(attempts=1)
+    give_up_over_cap: bool = True
 
 
 class _RetryableStatus(Exception):
@@ -58,21 +52,8 @@ class _Retryable(Exception):
         self.cause = cause
 
 
-def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+def _asked_wait(error: BaseException) -> float | None:
+    return retry_after_seconds(error.response) if isinstance(error, _RetryableStatus) else None
 
 
 def _retryable_transport_error(exc: httpx.TransportError) -> bool:
@@ -87,7 +68,7 @@ class RetryingTransport(httpx.BaseTransport):
     def __init__(
         self,
         inner: httpx.BaseTransport,
-        policy: RetryPolicy,
+        policy: retry.RetryPolicy,
         *,
         cancel: threading.Event | None = None,
         redact: Callable[[str], str] = lambda text: text,
@@ -96,30 +77,6 @@ class RetryingTransport(httpx.BaseTransport):
         self._policy = policy
         self._cancel = cancel or threading.Event()
         self._redact = redact
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _RetryableStatus):
-            asked = retry_after_seconds(exc.response)
-            if asked is not None:
-                return asked
-        # Exponential backoff with additive jitter (tenacity's wait_exponential_jitter, whose arguments were renamed
-        # between tenacity releases).
-        exponential = self._policy.initial_wait * 2 ** max(0, state.attempt_number - 1)
-        return min(self._policy.max_wait, exponential) + random.uniform(0, self._policy.jitter)
-
-    def _stop(self, state: RetryCallState) -> bool:
-        if self._cancel.is_set():
-            return True
-        bounded = stop_after_attempt(self._policy.attempts) | stop_after_delay(self._policy.max_total)
-        if bounded(state):
-            return True
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _RetryableStatus):
-            asked = retry_after_seconds(exc.response)
-            if asked is not None and asked > self._policy.max_retry_after:
-                return True
-        return False
 
     def _sleep(self, seconds: float) -> None:
         self._cancel.wait(seconds)
@@ -152,11 +109,11 @@ class RetryingTransport(httpx.BaseTransport):
         return response
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        retrying = Retrying(
-            stop=self._stop,
-            wait=self._wait,
+        retrying = self._policy.retrying(
+            (_Retryable, _RetryableStatus),
             sleep=self._sleep,
-            retry=retry_if_exception_type((_Retryable, _RetryableStatus)),
+            retry_after=_asked_wait,
+            cancel=self._cancel,
             before_sleep=self._before_sleep,
             reraise=True,
         )

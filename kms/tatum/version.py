@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 log = logging.getLogger("kms.tatum")
 
+CLIENT_VERSION = "8.0.1"
+"""Reported to the Tatum API in ``x-ttm-kms-client-version`` (upstream's release this kms stands in for)."""
 HEADER = "x-ttm-kms-latest-version"
 CHECK_EVERY = 60.0
 REPEAT_EVERY = 30.0
