@@ -206,3 +206,36 @@ def _describe_botocore(exc: Exception) -> str:
     if isinstance(exc, bce.CredentialRetrievalError | bce.PartialCredentialsError):
         return f"could not obtain AWS credentials ({type(exc).__name__})"
     return f"AWS SDK error ({type(exc).__name__})"
+
+
+RDS_IAM = "rds-iam"
+
+
+class RdsIamToken:
+    name = RDS_IAM
+
+    def __init__(self, settings: Settings, host: str, port: int, user: str) -> None:
+        self._boto3 = import_extra("boto3", RDS_IAM, "aws")
+        self._region = (
+            setting(settings, "TATUM_KMS_STORE_AWS_REGION")
+            or setting(settings, "AWS_REGION")
+            or setting(settings, "AWS_DEFAULT_REGION")
+        )
+        if not self._region:
+            raise ProviderError(f"{RDS_IAM}: set TATUM_KMS_STORE_AWS_REGION (the database's region)")
+        if not user:
+            raise ProviderError(f"{RDS_IAM}: the store URL must name the database user (postgresql://USER@HOST/DB)")
+        self._host, self._port, self._user = host, port, user
+        export_sdk_settings(settings, ("AWS_",))
+
+    def fetch(self) -> SecretBuffer:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            client = self._boto3.client("rds", region_name=self._region)
+            token = client.generate_db_auth_token(
+                DBHostname=self._host, Port=self._port, DBUsername=self._user, Region=self._region
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise ProviderError(f"{RDS_IAM}: cannot sign a database token ({type(exc).__name__})") from None
+        return SecretBuffer.from_str(token)

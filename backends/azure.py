@@ -126,3 +126,38 @@ class AzureKeyVaultProvider:
             raise ProviderError(f"{NAME}: Key Vault answered HTTP {status}") from None
         except (aze.ServiceRequestError, aze.ServiceResponseError) as exc:
             raise TransientProviderError(f"{NAME}: cannot reach {self._vault_url} ({type(exc).__name__})") from None
+
+
+AZURE_ENTRA = "azure-entra"
+AZURE_POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
+
+
+class AzureEntraToken:
+    name = AZURE_ENTRA
+
+    def __init__(self, settings: Settings, credential_options: Mapping[str, Any] | None = None) -> None:
+        self._identity = import_extra("azure.identity", AZURE_ENTRA, "azure")
+        self._options = dict(credential_options or {})
+        export_sdk_settings(settings, ("AZURE_", "IDENTITY_", "MSI_"))
+
+    def fetch(self) -> SecretBuffer:
+        from azure.core.exceptions import AzureError
+
+        try:
+            credential = self._identity.DefaultAzureCredential(
+                exclude_interactive_browser_credential=True, **self._options
+            )
+        except ValueError as exc:
+            raise ProviderError(
+                f"{AZURE_ENTRA}: Azure credential settings rejected: {str(exc).splitlines()[0]}"
+            ) from None
+        try:
+            token = credential.get_token(AZURE_POSTGRES_SCOPE).token
+        except AzureError as exc:
+            raise ProviderError(
+                f"{AZURE_ENTRA}: no Azure credential could get a database token ({type(exc).__name__}); check the"
+                " workload identity or managed identity settings"
+            ) from None
+        finally:
+            credential.close()
+        return SecretBuffer.from_str(token)

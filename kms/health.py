@@ -60,6 +60,8 @@ class _Handler(BaseHTTPRequestHandler):
             ready = owner.ready()
             status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
             body, ctype = (b"ready\n" if ready else b"not ready\n"), _TEXT
+            if owner.status is not None:
+                body += owner.status().encode("utf-8", "replace")[:500] + b"\n"
         elif path == "/metrics":
             status, body, ctype = HTTPStatus.OK, owner.metrics_text(), CONTENT_TYPE_LATEST
         else:
@@ -87,11 +89,14 @@ class HealthServer:
         port: int = 0,
         metrics: DaemonMetrics | NullMetrics | None = None,
         is_ready: Callable[[], bool] = lambda: False,
+        status: Callable[[], str] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self.metrics = metrics if metrics is not None else NullMetrics()
         self._is_ready = is_ready
+        self.status = status
+        """An extra line for the /readyz body (a replica's share of the work); never a secret or an id list."""
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

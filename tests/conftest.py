@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from tests.servers.postgres import postgres_server, postgres_url  # noqa: F401 - session fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 VECTORS = DATA / "vectors"

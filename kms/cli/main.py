@@ -48,6 +48,13 @@ def _common_flags() -> argparse.ArgumentParser:
     )
     common.add_argument("--path", default=s, metavar="FILE", help="wallet store file (default ~/.tatumrc/wallet.dat)")
     common.add_argument(
+        "--store",
+        default=s,
+        metavar="URL",
+        help="wallet store URL: postgresql://HOST/DB for a store shared by several daemons, or sqlite:///PATH"
+        " (default: TATUM_KMS_STORE_URL, else --path)",
+    )
+    common.add_argument(
         "--create-dirs",
         "--createDirs",
         dest="create_dirs",
@@ -204,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kms.cli.journal_commands import register as register_journal_commands
 
     register_journal_commands(command)
+    from kms.cli.store_commands import register as register_store_commands
+
+    register_store_commands(command)
     from kms.cli.policy_commands import register as register_policy_commands
 
     register_policy_commands(command)

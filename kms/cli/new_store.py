@@ -34,12 +34,12 @@ def check_store_directory(path: Path, *, create_dirs: bool) -> None:
     )
 
 
-def announce(path: Path) -> None:
+def announce(path: Path | str) -> None:
     sys.stderr.write(f"kms: creating a new wallet store at {path}\n")
     sys.stderr.flush()
 
 
-def new_store_password(provider: PasswordProvider, path: Path) -> SecretBuffer:
+def new_store_password(provider: PasswordProvider, path: Path | str) -> SecretBuffer:
     """The password for a new store at ``path``, checked against the password rule; the creation is announced.
 
     At the prompt the rule is stated before asking, and the password is asked twice with two different prompts.

@@ -51,21 +51,21 @@ def password_provider(args: Namespace, settings: Mapping[str, str]) -> PasswordP
 def open_store(args: Namespace, *, create: bool = False) -> Iterator[WalletStore]:
     """Harden the process, get the password from the chosen provider, open (or create) the store; wipe after."""
     harden_process()
-    path = store_path(args)
-    probe = WalletStore.probe(path)
+    settings = load_settings(args)
+    backend = session.store_backend(session.SessionFlags.of(args), settings)  # --store / TATUM_KMS_STORE_URL / --path
+    probe = backend.probe()
     if probe == "missing" and not create:
-        raise StoreError(session.missing_store_message(path))
+        raise StoreError(session.missing_store_message(backend))
     creating = probe == "missing"
-    if creating:
-        check_store_directory(path, create_dirs=bool(getattr(args, "create_dirs", False)))
+    if creating and backend.path is not None:
+        check_store_directory(backend.path, create_dirs=bool(getattr(args, "create_dirs", False)))
     weak = insecure_test_kdf()
     if weak and creating:
         sys.stderr.write(f"warning: {INSECURE_TEST_KDF_ENV}=1: creating a store with a deliberately weak KDF\n")
-    settings = load_settings(args)
     provider = password_provider(args, settings)
-    with new_store_password(provider, path) if creating else provider.fetch() as password:
+    with new_store_password(provider, backend.path or backend.location) if creating else provider.fetch() as password:
         store = WalletStore.open(
-            path,
+            backend,
             password,
             create=create,
             kdf=KdfParams.insecure_for_tests() if weak else None,

@@ -29,7 +29,7 @@ from kms.errors import KmsError, TatumApiError
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
 from kms.signing.base import RecoveringSubmitter, Recovery, SignedTransaction, Submitter
-from kms.store.errors import JournalConflictError
+from kms.store.errors import ClaimLostError, JournalConflictError
 from kms.tatum.client import MAX_SIGNATURE_IDS, TatumClient
 
 log = logging.getLogger("kms.daemon")
@@ -41,6 +41,17 @@ _REPORTED_MEMORY = 100_000
 class DaemonStore(WalletSource, JournalStore, Protocol):
     def signature_ids(self, chain: str, testnet: bool) -> list[str]: ...
     def counts(self) -> dict[tuple[str, bool], int]: ...
+
+
+class Replica(Protocol):
+    """One replica of several on a shared store (kms.daemon.replication): its share of the ids, and its claims."""
+
+    def signature_ids(self, chain: str, testnet: bool) -> list[str]: ...
+    def acquire(self, pending_id: str) -> bool: ...
+    def confirm(self, pending_id: str) -> None: ...
+    def release(self, pending_id: str) -> None: ...
+    @property
+    def ready(self) -> bool: ...
 
 
 class SealState(Protocol):
@@ -105,6 +116,7 @@ class Daemon:
         audit: AuditSink | None = None,
         stop: threading.Event | None = None,
         seal: SealState | None = None,
+        replica: Replica | None = None,
     ) -> None:
         if config.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -120,6 +132,7 @@ class Daemon:
         self.audit = audit
         self.stop = stop or threading.Event()
         self.seal = seal
+        self.replica = replica
         self.cycle_lock = threading.Lock()
         """Held for the length of a cycle; sealing takes it so the keys are never dropped under a running cycle."""
         self.journal = Journal(store)
@@ -226,7 +239,7 @@ class Daemon:
             ids = (
                 list(self.config.wallets)
                 if self.config.wallets is not None
-                else self.store.signature_ids(code, self.config.testnet)
+                else (self.replica or self.store).signature_ids(code, self.config.testnet)
             )
         except KmsError as exc:
             log.error("cannot list the %s wallets: %s", code, exc)
@@ -292,11 +305,16 @@ class Daemon:
             if pending.id in self._inflight or pending.id in self._refused_this_run:
                 return Outcome.SKIPPED
             self._inflight.add(pending.id)
+        if not self._claim(pending):
+            return Outcome.SKIPPED
         txlog = transaction_logger(log, pending.id, pending.chain)
         trail = _Trail(pending)
         outcome = Outcome.FAILED
         try:
             outcome = self._process(pending, report, txlog, trail)
+        except ClaimLostError as exc:  # another replica has it now; it sends the journaled bytes if any
+            txlog.warning("%s", exc)
+            outcome = Outcome.SKIPPED
         except _Failure as exc:
             self._fail(pending, report, txlog, trail, exc.stage, str(exc))
         except JournalConflictError as exc:
@@ -315,6 +333,8 @@ class Daemon:
         finally:
             with self._lock:
                 self._inflight.discard(pending.id)
+            if self.replica is not None:
+                self.replica.release(pending.id)
         if outcome is not Outcome.SKIPPED and not trail.decision_written:
             trail.record["outcome"] = outcome.value
             self._write_audit(trail.record, txlog)
@@ -358,6 +378,8 @@ class Daemon:
             "record": "broadcast", "pendingId": pending.id, "chain": code, "payloadSha256": payload_sha256,
         }  # fmt: skip
         try:
+            if self.replica is not None:
+                self.replica.confirm(pending.id)  # never broadcast on a lease that ran out
             tx_data = landed_id if landed_id is not None else self._submit(chain, signed)
             result = self._broadcast(pending, chain, tx_data)
         except _Failure as exc:
@@ -368,6 +390,21 @@ class Daemon:
         self.metrics.broadcast(code)
         txlog.info("Tx was processed: %s", pending.id, extra={"txId": result})
         return outcome
+
+    def _claim(self, pending: PendingTransaction) -> bool:
+        """With replicas: take the pending id's claim before anything is looked at or signed (False: another
+        replica holds it, or the database cannot be reached; either way nothing is done here)."""
+        if self.replica is None:
+            return True
+        try:
+            if self.replica.acquire(pending.id):
+                return True
+        except KmsError as exc:
+            log.warning("cannot claim %s (%s); not signed", pending.id, exc)
+            self.metrics.error("claim", pending.chain)
+        with self._lock:
+            self._inflight.discard(pending.id)
+        return False
 
     def _approved(
         self,
@@ -486,7 +523,7 @@ class Daemon:
     def _stage(self, stage: str, call: Callable[[], Any]) -> Any:
         try:
             return call()
-        except (_Failure, JournalConflictError):
+        except (_Failure, JournalConflictError, ClaimLostError):
             raise
         except KmsError as exc:
             raise _Failure(stage, str(exc)) from None
@@ -547,6 +584,8 @@ class Daemon:
         if self.last_cycle_end is None or (self.seal is not None and self.seal.sealed):
             return False
         if not self.last_cycle_reached_api:
+            return False
+        if self.replica is not None and not self.replica.ready:
             return False
         horizon = max(3 * self.config.period, 30.0)
         return (time.monotonic() if now is None else now) - self.last_cycle_end <= horizon

@@ -16,10 +16,10 @@ from kms import session
 from kms.daemon.four_eye import FourEye
 from kms.daemon.loop import AuditSink, Daemon
 from kms.daemon.options import DaemonOptions, options_from_args
+from kms.daemon.replication import Replication, exclusive_lock, lease_from
 from kms.daemon.shutdown import Shutdown
 from kms.metrics import DaemonMetrics, Metrics, NullMetrics
 from kms.seal.control import SealControl, StoreSlot
-from kms.store.lock import acquire_daemon_lock
 from kms.tatum.client import TatumClient
 
 log = logging.getLogger("kms.daemon")
@@ -36,6 +36,7 @@ class _Run:
     slot: StoreSlot
     control: SealControl
     stack: ExitStack
+    replica: Replication | None = None
 
 
 @contextmanager
@@ -85,11 +86,17 @@ def serve(options: DaemonOptions, flags: session.SessionFlags, settings: Mapping
     sealed_start = options.sealed or (bool(getattr(provider, "interactive", False)) and not _has_terminal())
     metrics: Metrics = DaemonMetrics() if options.metrics_port is not None else NullMetrics()
     slot = StoreSlot()
-    control = SealControl(slot, session.store_path(flags), session.insecure_test_kdf(), metrics)
+    backend = session.store_backend(flags, settings).as_replica()
+    control = SealControl(slot, backend, session.insecure_test_kdf(), metrics)
     with ExitStack() as stack:
-        stack.enter_context(acquire_daemon_lock(control.path))
+        stack.enter_context(exclusive_lock(backend))
         stack.callback(slot.release)
         running = _Run(options, settings, metrics, Shutdown(options.shutdown_timeout), slot, control, stack)
+        if backend.replicated:
+            running.replica = Replication(
+                lambda: slot.database, slot.signature_ids, backend.replica_id,
+                ttl_s=options.config.period, lease_s=lease_from(settings),
+            )  # fmt: skip
         _open_store(running, provider, sealed_start)
         daemon = _build_daemon(running)
         _start_gate(running, sealed_start)
@@ -139,7 +146,11 @@ def _build_daemon(running: _Run) -> Daemon:
         audit=stack.enter_context(_audit_sink(options.audit_log, running.settings)),
         stop=running.shutdown.stop,
         seal=running.control,
+        replica=running.replica,
     )
+    if running.replica is not None:
+        running.replica.start()
+        stack.callback(running.replica.stop)
     running.control.bind_cycle_lock(lambda: daemon.cycle_lock)
     return daemon
 
@@ -176,6 +187,7 @@ def _start_health(running: _Run, daemon: Daemon) -> None:
         options.metrics_port,
         running.metrics,  # type: ignore[arg-type]
         is_ready=daemon.ready,
+        status=running.replica.status if running.replica is not None else None,
     ).start()
     running.stack.callback(health.stop)
 

@@ -18,6 +18,8 @@ from kms.hygiene import SecretBuffer
 from kms.metrics import Metrics
 from kms.session import open_existing_store
 from kms.store import StoredWallet, WalletStore
+from kms.store.backend import StoreBackend
+from kms.store.database import Database
 from kms.store.journal import JournalEntry, SigningJournal
 
 log = logging.getLogger("kms.daemon")
@@ -65,6 +67,10 @@ class StoreSlot:
         return self._current().counts()
 
     @property
+    def database(self) -> Database:
+        return self._current().database
+
+    @property
     def journal(self) -> SigningJournal:
         return self._current().journal
 
@@ -90,7 +96,7 @@ class SealControl:
     def __init__(
         self,
         slot: StoreSlot,
-        path: Path,
+        path: Path | StoreBackend,
         allow_weak_kdf: bool,
         metrics: Metrics,
     ) -> None:

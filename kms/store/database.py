@@ -1,172 +1,27 @@
-"""The store file: recognising it, creating it atomically, and the one open Database object (connection,
-transactions, header and keys, schema migrations run at open) that the wallets, rotation and journal classes share."""
+"""The one open Database object that the wallets, rotation and journal classes share: a connection from the store's
+backend (kms.store.backend: a SQLite file or a PostgreSQL database), transactions, the header and keys, and the schema
+migrations run at open. Nothing here depends on which backend it is."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import sqlite3
-import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import quote
 
-from kms.errors import KmsError, NotAStoreError, StoreError, UpstreamStoreError, UsageError, WrongPasswordError
+from kms.errors import NotAStoreError, StoreError, UpstreamStoreError, UsageError, WrongPasswordError
 from kms.hygiene import SecretBuffer
-from kms.settings import private_file_problem
-from kms.store import journal as journal_schema
+from kms.store.backend import StoreBackend, StoreConnection
 from kms.store.crypto import KdfParams, RecordCipher, derive_kek, new_data_key, random_bytes, unwrap_key, wrap_key
-from kms.store.errors import StoreMissingError, WeakKdfError
-from kms.store.format import APPLICATION_ID, FORMAT_VERSION, MAGIC, SCHEMA, SQLITE_HEADER, header_aad
-from kms.store.upstream import looks_like_upstream
-
-# A rotation of 550,000 records holds the write lock for seconds; other writers wait rather than fail.
-BUSY_TIMEOUT_S = 120.0
-_PROBE_BYTES = 4096
-_WAL_SIZE_LIMIT = 64 * 1024 * 1024
-_MIN_SQLITE = (3, 24, 0)  # UPSERT, used by the per-chain counting triggers
-
-
-def probe(path: Path) -> str:
-    """ "missing" | "kms" | "upstream" | "other", from the file's first bytes only (no SQLite, no writes)."""
-    try:
-        # Non-blocking: a FIFO at the store path must not hang the command.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return "missing"
-    except IsADirectoryError:
-        return "other"
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return "other"
-        head = os.read(fd, _PROBE_BYTES)
-    except IsADirectoryError:
-        return "other"
-    finally:
-        os.close(fd)
-    # The SQLite header (page 1, bytes 0..99) is written when the store is created and never changes its magic or
-    # application_id afterwards, so these bytes are stable even while another process writes.
-    if len(head) >= 100 and head.startswith(SQLITE_HEADER) and int.from_bytes(head[68:72], "big") == APPLICATION_ID:
-        return "kms"
-    if looks_like_upstream(head):
-        return "upstream"
-    return "other"
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A read-write connection to an existing store; never creates the file."""
-    if sqlite3.sqlite_version_info < _MIN_SQLITE:
-        raise StoreError(f"the wallet store needs SQLite 3.24 or newer; this Python has {sqlite3.sqlite_version}")
-    uri = f"file:{quote(os.fspath(path.absolute()))}?mode=rw"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the wallet store {path}: {exc}") from None
-    try:
-        # FULL: a commit fsyncs the WAL before returning, so a wallet whose add() returned survives a power loss too,
-        # not just a killed process (NORMAL in WAL mode only promises the latter).
-        conn.execute("PRAGMA synchronous = FULL")
-        # Freed pages (removed wallets, replaced wrapped keys) are zeroed rather than left behind in the file.
-        conn.execute("PRAGMA secure_delete = ON")
-        conn.execute("PRAGMA trusted_schema = OFF")
-        # After a big transaction (a rotation of every record) the WAL is cut back to this size at checkpoints
-        # instead of keeping its high-water mark for the life of a long-running daemon.
-        conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
-        conn.execute("PRAGMA cell_size_check = ON")
-    except sqlite3.Error as exc:
-        conn.close()
-        raise StoreError(f"cannot open the wallet store {path}: {exc}") from None
-    return conn
-
-
-def create_atomically(path: Path, initialise: Callable[[sqlite3.Connection], None]) -> bool:
-    """Build a complete store beside `path` (`initialise` writes and commits its content), then link it into place
-    only if nothing is there yet.
-
-    A crash leaves either no store or a complete one (plus, at worst, a stray `.NAME.*.creating` file); an existing
-    file, of any kind, is never replaced. Returns False when another process created `path` first.
-    """
-    parent = path.parent
-    _make_private_dir(parent)
-    temp = parent / f".{path.name}.{secrets.token_hex(8)}.creating"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    try:
-        conn = connect(temp)
-        try:
-            # The temporary file is thrown away unless it is complete, so it needs no rollback journal on disk (one
-            # would be left behind, as `.NAME.*.creating-journal`, by a process killed while initialising).
-            conn.execute("PRAGMA journal_mode = MEMORY")
-            initialise(conn)
-            conn.execute("PRAGMA journal_mode = WAL")
-        finally:
-            conn.close()  # checkpoints: the main file now holds everything
-        fsync_path(temp)
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            return False
-        fsync_path(parent)
-        return True
-    finally:
-        for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm"), Path(f"{temp}-journal")):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-        with contextlib.suppress(OSError):
-            fsync_path(parent)
-
-
-def _make_private_dir(directory: Path) -> None:
-    if directory.is_dir():
-        return
-    _make_private_dir(directory.parent)
-    try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        return
-    os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
-
-
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
+from kms.store.errors import StoreMissingError, StoreUnavailableError, WeakKdfError
+from kms.store.format import FORMAT_VERSION, MAGIC, header_aad
+from kms.store.sqlite import check_placement, fsync_path, probe  # noqa: F401 - the file helpers' old home
 
 # ------------------------------------------------------------------------------------------------ the open store
 
 SCHEMA_VERSION = 2
 """PRAGMA user_version of a current store. 1: the first journal (a refused marker in tx_data; request_sha256 added by
 a later write). 2: the journal as an explicit state machine (kms.store.journal). Older stores are upgraded at open."""
-
-
-def check_placement(path: Path) -> None:
-    """Refuse a store that others could read or replace: the same rules as a secret-holding env file (readable or
-    writable by others, owned by another user), and a directory anyone may write to without the sticky bit."""
-    try:
-        st = os.stat(path)
-        parent = os.stat(path.absolute().parent)
-    except OSError as exc:
-        raise StoreError(f"cannot inspect the wallet store {path}: {exc.strerror}") from None
-    problem = private_file_problem(st, readable_matters=True)
-    if problem:
-        raise StoreError(f"the wallet store {path} {problem}; refusing to use it")
-    if parent.st_mode & stat.S_IWOTH and not parent.st_mode & stat.S_ISVTX:
-        raise StoreError(
-            f"the wallet store {path} is in a directory anyone may write to (mode {stat.S_IMODE(parent.st_mode):04o},"
-            " no sticky bit), where it could be replaced; move it to a private directory"
-        )
 
 
 @dataclass
@@ -192,7 +47,7 @@ class PasswordChange:
 
 @dataclass
 class Txn:
-    conn: sqlite3.Connection
+    conn: StoreConnection
     cipher: RecordCipher
     encryptions: int
     counter_dirty: bool = False
@@ -201,13 +56,13 @@ class Txn:
 
 
 class Database:
-    """One open store file. Open with Database.open(); close() wipes the keys. Safe to share between threads; any
-    number of processes may open the same file at once (SQLite WAL; writers serialise on BEGIN IMMEDIATE)."""
+    """One open store. Open with Database.open(); close() wipes the keys. Safe to share between threads; any number of
+    processes may open the same store at once (their writers serialise on the backend's writer lock)."""
 
     def __init__(
         self,
-        path: Path,
-        conn: sqlite3.Connection,
+        backend: StoreBackend,
+        conn: StoreConnection,
         kek: SecretBuffer,
         header: Header,
         cipher: RecordCipher,
@@ -215,10 +70,11 @@ class Database:
         allow_weak_kdf: bool,
         rotate_after: int,
     ) -> None:
-        self.path = path
+        self.backend = backend
+        self.path = backend.path
         self.allow_weak_kdf = allow_weak_kdf
         self.rotate_after = rotate_after
-        self._conn: sqlite3.Connection | None = conn
+        self._conn: StoreConnection | None = conn
         self._kek = kek
         self._cipher = cipher
         self._kdf = header.kdf
@@ -232,7 +88,7 @@ class Database:
     @classmethod
     def open(
         cls,
-        path: Path,
+        backend: StoreBackend,
         password: SecretBuffer,
         *,
         create: bool,
@@ -242,22 +98,23 @@ class Database:
     ) -> Database:
         if rotate_after < 1:
             raise UsageError("rotate_after must be at least 1")
-        state = probe(path)
+        where = backend.location
+        state = backend.probe()
         if state == "missing":
             if not create:
-                raise StoreMissingError(f"no wallet store at {path}")
-            created = cls._create(path, password, kdf or KdfParams.default(), allow_weak_kdf, rotate_after)
+                raise StoreMissingError(f"no wallet store at {where}")
+            created = cls._create(backend, password, kdf or KdfParams.default(), allow_weak_kdf, rotate_after)
             if created is not None:
                 return created
-            state = probe(path)  # another process created it first: open theirs
+            state = backend.probe()  # another process created it first: open theirs
         if state == "upstream":
             raise UpstreamStoreError(
-                f"{path} is an upstream tatum-kms wallet file; import it first with: kms migrate --from {path}"
+                f"{where} is an upstream tatum-kms wallet file; import it first with: kms migrate --from {where}"
             )
         if state != "kms":
-            raise NotAStoreError(f"{path} is not a kms wallet store; refusing to read or overwrite it")
-        check_placement(path)
-        db = cls._unlock(path, password, allow_weak_kdf, rotate_after)
+            raise NotAStoreError(f"{where} is not a kms wallet store; refusing to read or overwrite it")
+        backend.check_placement()
+        db = cls._unlock(backend, password, allow_weak_kdf, rotate_after)
         try:
             db._migrate()
         except BaseException:
@@ -267,7 +124,7 @@ class Database:
 
     @classmethod
     def _create(
-        cls, path: Path, password: SecretBuffer, kdf: KdfParams, allow_weak_kdf: bool, rotate_after: int
+        cls, backend: StoreBackend, password: SecretBuffer, kdf: KdfParams, allow_weak_kdf: bool, rotate_after: int
     ) -> Database | None:
         kdf.check_range()
         if kdf.is_weak() and not allow_weak_kdf:
@@ -281,41 +138,40 @@ class Database:
         key_nonce, wrapped = wrap_key(kek, cipher.key, header_aad(FORMAT_VERSION, kdf_json, salt))
         header = Header(kdf_json, kdf, salt, key_nonce, wrapped, 1, 0)
 
-        def initialise(conn: sqlite3.Connection) -> None:
-            conn.executescript(
-                f"BEGIN IMMEDIATE;{SCHEMA}{journal_schema.SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};"
-            )
+        def initialise(conn: StoreConnection) -> None:
             conn.execute(
                 "INSERT INTO header (id, magic, format_version, kdf, salt, key_nonce, wrapped_key, key_generation,"
                 " encryptions) VALUES (1, ?, ?, ?, ?, ?, ?, 1, 0)",
                 (MAGIC, FORMAT_VERSION, kdf_json, salt, key_nonce, wrapped),
             )
-            conn.execute("COMMIT")
 
         try:
-            if not create_atomically(path, initialise):
+            if not backend.create(initialise, SCHEMA_VERSION):
                 kek.wipe()
                 cipher.wipe()
                 return None
-            conn = connect(path)
+            conn = backend.connect()
         except BaseException:
             kek.wipe()
             cipher.wipe()
             raise
-        return cls(path, conn, kek, header, cipher, allow_weak_kdf=allow_weak_kdf, rotate_after=rotate_after)
+        return cls(backend, conn, kek, header, cipher, allow_weak_kdf=allow_weak_kdf, rotate_after=rotate_after)
 
     @classmethod
-    def _unlock(cls, path: Path, password: SecretBuffer, allow_weak_kdf: bool, rotate_after: int) -> Database:
-        conn = connect(path)
+    def _unlock(
+        cls, backend: StoreBackend, password: SecretBuffer, allow_weak_kdf: bool, rotate_after: int
+    ) -> Database:
+        conn = backend.connect()
         kek: SecretBuffer | None = None
         try:
             try:
-                conn.execute("BEGIN")
+                conn.begin_read()
                 header = read_header(conn)
-                journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"the wallet store {path} is damaged: {exc}") from None
+                conn.commit()
+            except StoreUnavailableError:
+                raise
+            except StoreError as exc:
+                raise StoreError(f"the wallet store {backend.location} is damaged: {exc}") from None
             if header.kdf.is_weak() and not allow_weak_kdf:
                 raise WeakKdfError(
                     f"the store's KDF parameters ({header.kdf.describe()}) are below the minimum; refusing to open it"
@@ -326,21 +182,19 @@ class Database:
             )
             if data_key is None:
                 raise WrongPasswordError()
-            if str(journal_mode).lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
         except BaseException:
             if kek is not None:
                 kek.wipe()
             conn.close()
             raise
         cipher = RecordCipher(data_key)
-        return cls(path, conn, kek, header, cipher, allow_weak_kdf=allow_weak_kdf, rotate_after=rotate_after)
+        return cls(backend, conn, kek, header, cipher, allow_weak_kdf=allow_weak_kdf, rotate_after=rotate_after)
 
     def _migrate(self) -> None:
         """Bring an older store's schema up to SCHEMA_VERSION, in one transaction, after the password was checked
         (a wrong password never changes the file). A store from a newer kms is refused rather than guessed at."""
         with self.reading() as conn:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            version = conn.schema_version()
         if version == SCHEMA_VERSION:
             return
         if version > SCHEMA_VERSION:
@@ -348,10 +202,10 @@ class Database:
                 f"the wallet store has schema version {version}; this kms knows up to {SCHEMA_VERSION}: upgrade kms"
             )
         with self.writing(need_key=False) as txn:
-            version = int(txn.conn.execute("PRAGMA user_version").fetchone()[0])  # another process may have done it
+            version = txn.conn.schema_version()  # another process may have done it
             if version < SCHEMA_VERSION:
-                journal_schema.upgrade(txn.conn, version)
-                txn.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self.backend.upgrade(txn.conn, version)
+                txn.conn.set_schema_version(SCHEMA_VERSION)
 
     # -- life cycle -------------------------------------------------------------------------------------------------
 
@@ -379,37 +233,46 @@ class Database:
 
     # -- transactions -----------------------------------------------------------------------------------------------
 
-    def check_open(self) -> sqlite3.Connection:
+    def check_open(self) -> StoreConnection:
         if self._conn is None:
             raise StoreError("the wallet store is closed")
         return self._conn
 
     @contextmanager
-    def reading(self, *, need_key: bool = False) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot of the file (WAL readers never block or see a torn store)."""
+    def reading(self, *, need_key: bool = False) -> Iterator[StoreConnection]:
+        """A read transaction: one consistent snapshot of the store (readers never see a torn store)."""
         with self._lock:
             conn = self.check_open()
+            conn.begin_read()
             try:
-                conn.execute("BEGIN")
-                try:
-                    if need_key:
-                        self._follow_header(conn)
-                    yield conn
-                finally:
-                    conn.execute("COMMIT")  # nothing was written; this only ends the snapshot
-            except sqlite3.Error as exc:
-                raise _store_error(exc) from None
+                if need_key:
+                    self._follow_header(conn)
+                yield conn
+                conn.commit()  # nothing was written; this only ends the snapshot
+            except BaseException:
+                conn.rollback()
+                raise
+
+    @contextmanager
+    def rows(self) -> Iterator[StoreConnection]:
+        """A write transaction for single atomic statements that need no writer lock (claims, heartbeats)."""
+        with self._lock:
+            conn = self.check_open()
+            conn.begin_rows()
+            try:
+                yield conn
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
 
     @contextmanager
     def writing(self, *, need_key: bool = True) -> Iterator[Txn]:
-        """A write transaction. BEGIN IMMEDIATE takes the file's write lock first, so checks (limits, duplicates,
-        journal states) and the writes they guard are atomic across processes."""
+        """A write transaction. The backend's writer lock is taken first, so checks (limits, duplicates, journal
+        states) and the writes they guard are atomic across processes."""
         with self._lock:
             conn = self.check_open()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise _store_error(exc) from None
+            conn.begin_write()
             txn: Txn | None = None
             try:
                 encryptions = self._follow_header(conn) if need_key else 0
@@ -417,14 +280,11 @@ class Database:
                 yield txn
                 if txn.counter_dirty:
                     conn.execute("UPDATE header SET encryptions = ? WHERE id = 1", (txn.encryptions,))
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                conn.commit()
+            except BaseException:
+                conn.rollback()
                 if txn is not None and txn.cipher is not self._cipher:
                     txn.cipher.wipe()
-                if isinstance(exc, sqlite3.Error):
-                    raise _store_error(exc) from None
                 raise
             self._after_commit(txn)
 
@@ -439,7 +299,7 @@ class Database:
             self._kek.wipe()
             self._kek, self._kdf, self._kdf_json, self._salt = change.kek, change.kdf, change.kdf_json, change.salt
 
-    def _follow_header(self, conn: sqlite3.Connection) -> int:
+    def _follow_header(self, conn: StoreConnection) -> int:
         """Pick up a data key rotated by another process; returns the header's encryption counter."""
         header = read_header(conn)
         if header.key_nonce != self._key_nonce:
@@ -463,16 +323,12 @@ class Database:
         return header_aad(FORMAT_VERSION, self._kdf_json, self._salt)
 
     def checkpoint(self) -> None:
-        """Push old pages out of the WAL (secure_delete zeroes freed pages in the main file)."""
+        """Push replaced pages (an old wrapped key) out of the backend's write-ahead log, where it has one."""
         with self._lock:
-            conn = self.check_open()
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:  # busy readers elsewhere: the WAL is reset at a later checkpoint
-                pass
+            self.check_open().checkpoint()
 
 
-def read_header(conn: sqlite3.Connection) -> Header:
+def read_header(conn: StoreConnection) -> Header:
     row = conn.execute(
         "SELECT magic, format_version, kdf, salt, key_nonce, wrapped_key, key_generation, encryptions"
         " FROM header WHERE id = 1"
@@ -489,9 +345,3 @@ def read_header(conn: sqlite3.Connection) -> Header:
     if not (isinstance(wrapped, bytes) and isinstance(generation, int) and isinstance(encryptions, int)):
         raise StoreError("the wallet store header is damaged")
     return Header(kdf_json, KdfParams.from_json(kdf_json), salt, key_nonce, wrapped, generation, encryptions)
-
-
-def _store_error(exc: sqlite3.Error) -> KmsError:
-    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-        return StoreError(f"the wallet store stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s")
-    return StoreError(f"wallet store database error: {exc}")

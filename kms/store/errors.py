@@ -31,3 +31,15 @@ class DaemonLockedError(StoreError):
 
 class InvalidWalletError(StoreError):
     """A wallet record handed to the store is malformed (bad chain code, field name or value type)."""
+
+
+class DuplicateKeyError(StoreError):
+    """A write clashed with a row already stored under the same key (a unique constraint)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's database server could not be reached; nothing was written. Retried at the next use."""
+
+
+class ClaimLostError(StoreError):
+    """This replica no longer holds the claim on a pending transaction; it must neither journal nor broadcast it."""

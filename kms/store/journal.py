@@ -31,7 +31,6 @@ import enum
 import hashlib
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from kms.errors import StoreError
 from kms.store.errors import JournalConflictError, JournalStateError
 
 if TYPE_CHECKING:
+    from kms.store.backend import StoreConnection
     from kms.store.database import Database
 
 DEFAULT_RETENTION_DAYS = 90
@@ -79,7 +79,8 @@ _TRANSITIONS: dict[JournalState, frozenset[JournalState]] = {
     S.POISONED: frozenset({S.POISONED, S.HELD}),
     S.HELD: frozenset({S.HELD}),
 }
-_PAYLOAD_STATES = (S.SIGNED, S.BROADCAST, S.COMPLETED, S.FAILED)
+PAYLOAD_STATES = (S.SIGNED, S.BROADCAST, S.COMPLETED, S.FAILED)
+"""States whose entry always carries the signed payload (a constraint of every backend's journal table)."""
 _PRUNABLE = (S.BROADCAST, S.COMPLETED)
 
 SCHEMA = f"""
@@ -96,7 +97,7 @@ CREATE TABLE journal (
     reconciled_at INTEGER,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    CHECK (state NOT IN ({", ".join(f"'{s.value}'" for s in _PAYLOAD_STATES)}) OR payload IS NOT NULL)
+    CHECK (state NOT IN ({", ".join(f"'{s.value}'" for s in PAYLOAD_STATES)}) OR payload IS NOT NULL)
 );
 CREATE INDEX journal_by_state ON journal (state, updated_at);
 CREATE TABLE journal_releases (
@@ -391,8 +392,9 @@ class SigningJournal:
             entry = _require(txn.conn, pending_id)
             txn.conn.execute("DELETE FROM journal WHERE pending_id = ?", (pending_id,))
             txn.conn.execute(
-                "INSERT OR REPLACE INTO journal_releases (pending_id, payload_sha256, state, released_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO journal_releases (pending_id, payload_sha256, state, released_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (pending_id, payload_sha256) DO UPDATE SET state = excluded.state,"
+                " released_at = excluded.released_at",
                 (pending_id, entry.payload_sha256, entry.status, int(time.time())),
             )
         return entry
@@ -426,12 +428,12 @@ class SigningJournal:
 # -- statements (inside the caller's transaction) ----------------------------------------------------------------------
 
 
-def _lookup(conn: sqlite3.Connection, pending_id: str) -> JournalEntry | None:
+def _lookup(conn: StoreConnection, pending_id: str) -> JournalEntry | None:
     row = conn.execute(_SELECT + " WHERE pending_id = ?", (pending_id,)).fetchone()
     return None if row is None else _entry(row)
 
 
-def _require(conn: sqlite3.Connection, pending_id: str) -> JournalEntry:
+def _require(conn: StoreConnection, pending_id: str) -> JournalEntry:
     entry = _lookup(conn, pending_id)
     if entry is None:
         raise StoreError(f"no journal entry for pending transaction '{pending_id}'")
@@ -439,7 +441,7 @@ def _require(conn: sqlite3.Connection, pending_id: str) -> JournalEntry:
 
 
 def _insert(
-    conn: sqlite3.Connection,
+    conn: StoreConnection,
     pending_id: str,
     chain: str,
     state: JournalState,
@@ -458,7 +460,7 @@ def _insert(
     )  # fmt: skip
 
 
-def _move(conn: sqlite3.Connection, entry: JournalEntry, target: JournalState, reason: str = "") -> None:
+def _move(conn: StoreConnection, entry: JournalEntry, target: JournalState, reason: str = "") -> None:
     if target is S.BROADCAST and entry.state is S.COMPLETED:
         return  # already further along
     if target not in _TRANSITIONS[entry.state]:
@@ -476,7 +478,7 @@ def _move(conn: sqlite3.Connection, entry: JournalEntry, target: JournalState, r
 # -- schema versions ---------------------------------------------------------------------------------------------------
 
 
-def upgrade(conn: sqlite3.Connection, from_version: int) -> None:
+def upgrade(conn: StoreConnection, from_version: int) -> None:
     """Rewrite a schema-1 journal (status text, a refused marker in tx_data, maybe no request_sha256 column) as the
     current table, inside the caller's transaction. A status this kms never wrote becomes `signed`: the daemon then
     asks the Tatum API about it and never signs it anew."""

@@ -1,6 +1,6 @@
-"""WalletStore: every managed wallet in one SQLite file, each record sealed with AES-256-GCM under a data key that is
-itself wrapped under a key derived from the password (see kms.store.crypto for the cryptography, kms.store.format
-for the layout).
+"""WalletStore: every managed wallet in one store (a SQLite file, or a shared PostgreSQL database), each record
+sealed with AES-256-GCM under a data key that is itself wrapped under a key derived from the password (see
+kms.store.crypto for the cryptography, kms.store.format for the layout).
 
 A thin facade over one Database (kms.store.database) and the small classes that work on it: ``wallets``
 (kms.store.wallets), ``rotation`` (kms.store.rotation) and ``journal`` (kms.store.journal, the signing journal's whole
@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from kms.hygiene import SecretBuffer
-from kms.store import database
+from kms.store.backend import StoreBackend, open_backend
 from kms.store.crypto import KdfParams
 from kms.store.database import Database
 from kms.store.journal import JournalEntry, SigningJournal, parse_state
@@ -41,7 +41,7 @@ class WalletStore:
     @classmethod
     def open(
         cls,
-        path: Path | str,
+        location: Path | str | StoreBackend,
         password: SecretBuffer,
         *,
         create: bool = False,
@@ -49,11 +49,12 @@ class WalletStore:
         allow_weak_kdf: bool = False,
         rotate_after: int = DEFAULT_ROTATE_AFTER,
     ) -> WalletStore:
-        """Unlock the store at `path` (deriving the password key exactly once), or create it when `create` is set and
-        nothing is there. `kdf` only applies to a new store; an existing store keeps the parameters in its header.
+        """Unlock the store at `location` (a path, a store URL or a backend; deriving the password key exactly
+        once), or create it when `create` is set and nothing is there. `kdf` only applies to a new store; an
+        existing store keeps the parameters in its header.
         An existing store that others could read or replace is refused; an older schema is upgraded."""
         db = Database.open(
-            Path(path).expanduser(),
+            as_backend(location),
             password,
             create=create,
             kdf=kdf,
@@ -63,15 +64,30 @@ class WalletStore:
         return cls(db)
 
     @staticmethod
-    def probe(path: Path | str) -> str:
-        """ "missing" | "kms" | "upstream" | "other". Reads the first bytes of the file only."""
-        return database.probe(Path(path).expanduser())
+    def probe(location: Path | str | StoreBackend) -> str:
+        """ "missing" | "kms" | "upstream" | "other". Reads the first bytes of a file only; changes nothing."""
+        return as_backend(location).probe()
 
     # -- life cycle -------------------------------------------------------------------------------------------------
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | None:
+        """The store file (None for a database server)."""
         return self._db.path
+
+    @property
+    def database(self) -> Database:
+        """The open database (claims and replica heartbeats, kms.store.claims / replicas, work on it)."""
+        return self._db
+
+    @property
+    def backend(self) -> StoreBackend:
+        return self._db.backend
+
+    @property
+    def location(self) -> str:
+        """Where the store is, printable (a database URL without its password)."""
+        return self._db.backend.location
 
     @property
     def kdf(self) -> KdfParams:
@@ -94,7 +110,7 @@ class WalletStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<WalletStore {self.path} {'closed' if self.closed else 'open'}>"
+        return f"<WalletStore {self.location} {'closed' if self.closed else 'open'}>"
 
     # -- wallets ----------------------------------------------------------------------------------------------------
 
@@ -158,3 +174,13 @@ class WalletStore:
 
     def journal_release(self, pending_id: str) -> JournalEntry:
         return self.journal.release(pending_id)
+
+
+def as_backend(location: Path | str | StoreBackend) -> StoreBackend:
+    """A path is a store file; a plain string is a path or a store URL (a database URL needs its credentials, so
+    pass a backend built by kms.store_location for one)."""
+    if isinstance(location, str) and "://" not in location:
+        location = Path(location)
+    if isinstance(location, (Path, str)):
+        return open_backend(location)
+    return location

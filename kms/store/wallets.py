@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from kms.errors import LimitExceededError, StoreError, TamperedRecordError, WalletNotFoundError
 from kms.hygiene import SecretBuffer
+from kms.store.backend import StoreConnection
 from kms.store.crypto import RecordCipher
 from kms.store.database import Database, Txn
-from kms.store.errors import ImportConflictError, InvalidWalletError
+from kms.store.errors import DuplicateKeyError, ImportConflictError, InvalidWalletError
 from kms.store.format import (
     MAX_WALLETS_PER_CHAIN,
     check_fields,
@@ -147,7 +147,7 @@ class Wallets:
             rows.append((signature_id, code, int(testnet), kind, nonce, ciphertext))
         try:
             txn.conn.executemany(_INSERT_WALLET, rows)
-        except sqlite3.IntegrityError:
+        except DuplicateKeyError:
             raise StoreError("a signatureId collided with an existing one; nothing was stored, try again") from None
         txn.encryptions += len(rows)
         txn.counter_dirty = True
@@ -166,7 +166,7 @@ def _checked_record(signature_id: str, record: object) -> tuple[str, str, bool, 
     return signature_id, code, testnet, kind, fields  # type: ignore[return-value]
 
 
-def _check_limits(conn: sqlite3.Connection, additions: Counter[tuple[str, bool]]) -> None:
+def _check_limits(conn: StoreConnection, additions: Counter[tuple[str, bool]]) -> None:
     for (code, testnet), adding in sorted(additions.items()):
         row = conn.execute(
             "SELECT wallets FROM chain_counts WHERE chain = ? AND testnet = ?", (code, int(testnet))
