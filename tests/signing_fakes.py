@@ -89,3 +89,10 @@ def sequence(*answers: Any) -> Callable[[Any], Any]:
         return value
 
     return answer
+
+
+def raw_key(code: str, text: str, *, kind: str = "privateKey", index: int | None = None, testnet: bool = True) -> Any:
+    """The raw signing key the chain module decodes from a stored secret (``kind`` "mnemonic" derives at ``index``)."""
+    from kms.chains import get_chain
+
+    return get_chain(code).raw_signing_key(SecretBuffer(text), kind, index, testnet)

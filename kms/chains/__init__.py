@@ -40,3 +40,14 @@ def supported_codes() -> list[str]:
 
 def all_chains() -> list[Chain]:
     return [_REGISTRY[c] for c in supported_codes()]
+
+
+def signer_setting_names() -> tuple[str, ...]:
+    """The settings some chain's signer takes (``LazySigner(..., settings=...)``), each once, in registry order."""
+    from kms.chains.base import LazySigner
+
+    names: dict[str, None] = {}
+    for chain in all_chains():
+        if isinstance(chain.signer, LazySigner):
+            names.update(dict.fromkeys(chain.signer.setting_names))
+    return tuple(names)
