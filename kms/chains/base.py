@@ -79,7 +79,8 @@ class Chain(Protocol):
     (``POST /v3/offchain/withdrawal/broadcast``); elsewhere upstream ignores the withdrawalId (chain route)."""
 
     retired: str | None
-    """Why this chain is no longer signed (its network halted for good), said in the batch report; None when live."""
+    """Why this chain is no longer signed (its network halted for good); the batch report says it followed by
+    "; nothing signed", checkconfig and report warn about its stored wallets. None for live chains."""
 
     def offchain_key_indexes(self, pending: PendingTransaction) -> Sequence[int] | None:
         """The derivation indexes an offchain withdrawal is signed at, one key per input, from the mnemonic wallet

@@ -139,6 +139,7 @@ def _build_daemon(running: _Run) -> Daemon:
         audit=stack.enter_context(_audit_sink(options.audit_log, running.settings)),
         stop=running.shutdown.stop,
         seal=running.control,
+        signer_settings=options.signer_settings,
     )
     running.control.bind_cycle_lock(lambda: daemon.cycle_lock)
     return daemon

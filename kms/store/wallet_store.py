@@ -67,6 +67,11 @@ class WalletStore:
         """ "missing" | "kms" | "upstream" | "other". Reads the first bytes of the file only."""
         return database.probe(Path(path).expanduser())
 
+    @staticmethod
+    def peek_counts(path: Path | str) -> dict[tuple[str, bool], int]:
+        """Wallets per (chain, testnet) without the password (a hint: the counting table is not authenticated)."""
+        return database.peek_counts(Path(path).expanduser())
+
     # -- life cycle -------------------------------------------------------------------------------------------------
 
     @property
