@@ -249,7 +249,7 @@ def test_lying_gateways_and_bad_input_cost_one_report_line_each_and_the_cycle_go
     assert report.outcomes[Outcome.FAILED] == 4
 
 
-# -- ADA: the Rosetta double over real HTTP, signatures checked with pycardano ------------------------------------------
+# -- ADA: the Rosetta double over real HTTP, signatures checked with pycardano ---------------------------------------
 
 
 @pytest.fixture

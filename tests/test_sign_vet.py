@@ -30,7 +30,7 @@ DEFAULT_NODE_URLS = VET_FACTS.default_node_urls
 GENESIS_IDS = VET_FACTS.genesis_ids
 
 
-def VetSigner(node_url: str | None = None, **kwargs: Any) -> _VetSigner:  # noqa: N802 - as the chain module builds it
+def VetSigner(node_url: str | None = None, **kwargs: Any) -> _VetSigner:  # as the chain module builds it
     return _VetSigner(VET_FACTS, node_url, **kwargs)
 
 
