@@ -41,6 +41,8 @@ class FlowFacts:
     """Tatum signs a message with its proposer or payer key: ``{data, isPayer}`` -> ``{signature}``."""
     release_path: str = "/v3/flow/broadcast"
     """Upstream's SDK frees Tatum's proposal key here (``{txData, proposalKey}``) after every attempt."""
+    gas_limit: int = 9999
+    """The computation limit upstream's SDK gives every transaction."""
 
 
 FLOW_FACTS = FlowFacts(

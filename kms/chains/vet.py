@@ -26,6 +26,11 @@ class VetFacts:
     """The public nodes upstream hard-codes (its ``VET_URL`` / ``TEST_VET_URL``)."""
     genesis_ids: Mapping[bool, str]
     """Genesis block ids of VeChainThor mainnet and testnet; the chain tag is the last byte."""
+    expiration: int = 720
+    """Blocks a transaction stays valid (thorify's default, which upstream keeps)."""
+    gas_price_coef: int = 0
+    vm_gas_margin: int = 15_000
+    """thorify adds this to the node's gasUsed: the state the transaction meets is not the one estimated against."""
 
 
 VET_FACTS = VetFacts(

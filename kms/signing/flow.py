@@ -38,7 +38,6 @@ from kms.signing.base import SignedTransaction
 from kms.signing.flow_cadence import CADENCE_1_0_SET, TEMPLATE_SETS, UPSTREAM_SET
 
 EMULATOR_CHAIN_ID = "flow-emulator"
-GAS_LIMIT = 9999
 AUTHORIZER_KEY_INDEX = 0
 TRANSACTION_DOMAIN_TAG = b"FLOW-V0.0-transaction".ljust(32, b"\0")
 MAX_SERIALIZED_CHARS = 200_000
@@ -267,6 +266,7 @@ def _sans_prefix(address: str) -> str:
 
 @dataclass(frozen=True)
 class _Envelope:
+    gas_limit: int
     script: FlowScript
     reference_block: str
     proposer: _TatumKey
@@ -285,7 +285,7 @@ class _Envelope:
             self.script.code.encode(),
             [_argument_bytes(arg) for arg in self.script.arguments],
             bytes.fromhex(self.reference_block),
-            GAS_LIMIT,
+            self.gas_limit,
             bytes.fromhex(_sans_prefix(self.proposer.address)),
             self.proposer.key_id,
             self.sequence_number,
@@ -320,7 +320,7 @@ class _Envelope:
             "script": base64.b64encode(self.script.code.encode()).decode(),
             "arguments": [base64.b64encode(_argument_bytes(arg)).decode() for arg in self.script.arguments],
             "reference_block_id": self.reference_block,
-            "gas_limit": str(GAS_LIMIT),
+            "gas_limit": str(self.gas_limit),
             "payer": _sans_prefix(self.payer.address),
             "proposal_key": {
                 "address": _sans_prefix(self.proposer.address),
@@ -494,7 +494,7 @@ class FlowSigner:
         )
         account_url = f"{node}/v1/accounts/{_sans_prefix(proposer.address)}?block_height=final&expand=contracts,keys"
         sequence = _sequence_number(gateway.external_get(account_url, what="FLOW proposer account"), proposer)
-        envelope = _Envelope(script, block, proposer, sequence, payer)
+        envelope = _Envelope(self.facts.gas_limit, script, block, proposer, sequence, payer)
         payload_message = envelope.payload_message()
         signatures: list[tuple[str, int, bytes]] = []
         if proposer.temp_id != payer.temp_id:

@@ -39,14 +39,10 @@ from kms.signing.base import SignedTransaction
 
 CHAIN = "VET"
 
-EXPIRATION = 720
-GAS_PRICE_COEF = 0
 TX_GAS = 5000
 CLAUSE_GAS = 16000
 ZERO_BYTE_GAS = 4
 NONZERO_BYTE_GAS = 68
-VM_GAS_MARGIN = 15000
-"""thorify adds this to the node's gasUsed: the state the transaction meets is not the one estimated against."""
 MAX_GAS = 100_000_000
 """Far above any VeChainThor block gas limit: a node answering more is lying."""
 UINT64_MAX = 2**64 - 1
@@ -151,7 +147,7 @@ def estimate_request(clause: Mapping[str, Any], caller: str) -> dict[str, Any]:
     return body
 
 
-def gas_from_estimate(answer: object, data: bytes) -> int:
+def gas_from_estimate(answer: object, data: bytes, vm_gas_margin: int) -> int:
     if not isinstance(answer, list) or not answer or not isinstance(answer[0], Mapping):
         raise SigningError("VET node: malformed gas estimate answer")
     result = answer[0]
@@ -160,7 +156,7 @@ def gas_from_estimate(answer: object, data: bytes) -> int:
     used = result.get("gasUsed")
     if isinstance(used, bool) or not isinstance(used, int) or not 0 <= used <= MAX_GAS:
         raise SigningError("VET node: gasUsed is not an integer in range")
-    return intrinsic_gas(data) + (used + VM_GAS_MARGIN if used else 0)
+    return intrinsic_gas(data) + (used + vm_gas_margin if used else 0)
 
 
 def _block_id(answer: object, what: str) -> tuple[str, object]:
@@ -189,11 +185,11 @@ def block_ref(answer: object) -> bytes:
 # --- signing ---------------------------------------------------------------------------------------------------------
 
 
-def body_fields(tag: int, ref: bytes, clause: Mapping[str, Any], gas: int, nonce: int) -> list[Any]:
+def body_fields(facts: VetFacts, tag: int, ref: bytes, clause: Mapping[str, Any], gas: int, nonce: int) -> list[Any]:
     """The RLP body list in thor-devkit's order; blockRef is a compact blob (leading zero bytes dropped)."""
     value = clause["value"] or 0
     clauses = [[bytes.fromhex(clause["to"][2:]), value, bytes.fromhex(clause["data"][2:])]]
-    return [tag, ref.lstrip(b"\0"), EXPIRATION, clauses, GAS_PRICE_COEF, gas, b"", nonce, []]
+    return [tag, ref.lstrip(b"\0"), facts.expiration, clauses, facts.gas_price_coef, gas, b"", nonce, []]
 
 
 def blake2b256(*parts: bytes) -> bytes:
@@ -251,7 +247,7 @@ class VetSigner:
         nonce = self._nonce_source()
         if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce <= UINT64_MAX:
             raise SigningError("VET transaction: the nonce source gave no 64-bit nonce")
-        body = body_fields(tag, ref, clause, gas, nonce)
+        body = body_fields(self._facts, tag, ref, clause, gas, nonce)
         signing_hash = blake2b256(rlp.encode(body))
         with keys[0].raw() as key:
             signature = PrivateKey(bytes(key)).sign_recoverable(signing_hash, hasher=None)
@@ -266,7 +262,7 @@ class VetSigner:
         estimate = gateway.external_post(
             f"{node}/accounts/*?revision=best", estimate_request(clause, caller), what="VET gas estimate"
         )
-        gas = gas_from_estimate(estimate, bytes.fromhex(clause["data"][2:]))
+        gas = gas_from_estimate(estimate, bytes.fromhex(clause["data"][2:]), self._facts.vm_gas_margin)
         genesis = gateway.external_get(f"{node}/blocks/0", what="VET genesis block")
         tag = chain_tag(genesis, self._facts.genesis_ids[testnet], testnet)
         ref = block_ref(gateway.external_get(f"{node}/blocks/best", what="VET best block"))
