@@ -152,3 +152,12 @@ def test_checkconfig_and_report_warn_about_stored_bnb_wallets(tmp_path: Path) ->
 
 def test_checkconfig_without_bnb_wallets_has_no_warnings(tmp_path: Path) -> None:
     assert "warnings" not in run_kms(["checkconfig"], tmp_path).json()
+
+
+def test_checkconfig_shows_the_node_url_settings(tmp_path: Path) -> None:
+    from tests.cli_helpers import kms_env
+
+    env = kms_env(tmp_path, TATUM_KMS_FLOW_NODE_URL="http://127.0.0.1:8888")
+    settings = run_kms(["checkconfig"], tmp_path, env=env).json()["settings"]
+    assert settings["TATUM_KMS_FLOW_NODE_URL"] == "http://127.0.0.1:8888"
+    assert settings["TATUM_KMS_VET_NODE_URL"] is None
