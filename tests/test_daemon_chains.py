@@ -274,11 +274,13 @@ def test_ada_key_wallets_and_an_offchain_withdrawal_from_signatures_through_rose
     ada = get_chain("ADA")
     key_ids = [store.add("ADA", True, {"privateKey": ada.private_key_at(MNEMONIC, i, True)}) for i in (0, 1)]
     mnemonic_id = store.add("ADA", True, ada.wallet_from_mnemonic(MNEMONIC, True))
+    stranger_id = store.add("ADA", True, {"privateKey": ada.private_key_at(MNEMONIC, 9, True)})
     ops = json.dumps(operations())
     admin.enqueue(
         [
             {"id": "ada-1", "chain": "ADA", "serializedTransaction": ops, "hashes": key_ids},
-            {"id": "ada-wd", "chain": "ADA", "serializedTransaction": ops, "hashes": [], "withdrawalId": "wd-7",
+            {"id": "ada-wd", "chain": "ADA", "serializedTransaction": ops, "hashes": [stranger_id],
+             "withdrawalId": "wd-7",
              "signatures": [{"id": mnemonic_id, "index": 0}, {"id": mnemonic_id, "index": 1}]},
         ]
     )  # fmt: skip
@@ -293,6 +295,21 @@ def test_ada_key_wallets_and_an_offchain_withdrawal_from_signatures_through_rose
         owners = check_witnesses(decoded(tx_data), body_hash(tx_data), True)
         assert owners == {address(0), address(1)}
     assert len(rosetta.verified) == 4  # the double checked every signature it was given
+    assert [name for name, _ in rosetta.requests].count("derive") == 4  # the withdrawal ignored its 'hashes' wallet
+
+
+def test_an_ada_offchain_withdrawal_signs_only_with_mnemonic_wallets_in_signatures(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin, rosetta: RosettaDouble, rosetta_gateway: Any
+) -> None:
+    ada = get_chain("ADA")
+    key_id = store.add("ADA", True, {"privateKey": ada.private_key_at(MNEMONIC, 0, True)})
+    admin.enqueue(
+        {"id": "ada-wd2", "chain": "ADA", "serializedTransaction": json.dumps(operations()), "hashes": [key_id],
+         "withdrawalId": "wd-8", "signatures": [{"id": key_id, "index": 0}]}
+    )  # fmt: skip
+    cycle(store, client, ("ADA",), rosetta_gateway)
+    assert "mnemonic based wallets in 'signatures'" in errors(admin)["ada-wd2"]
+    assert broadcasts(admin) == {} and rosetta.requests == []
 
 
 def test_ada_gateway_that_lies_is_reported_and_nothing_is_broadcast(

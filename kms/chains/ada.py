@@ -89,6 +89,7 @@ def enterprise_address(public_key: IPublicKey | bytes, testnet: bool) -> str:
 class AdaChain(ChainDefaults):
     uses_mnemonic = True
     offchain_withdrawals = True
+    offchain_keys_from_signatures = True
 
     def __init__(self) -> None:
         self.code = "ADA"

@@ -78,6 +78,10 @@ class Chain(Protocol):
     """Whether a pending transaction with a ``withdrawalId`` goes to the offchain withdrawal broadcast
     (``POST /v3/offchain/withdrawal/broadcast``); elsewhere upstream ignores the withdrawalId (chain route)."""
 
+    offchain_keys_from_signatures: bool
+    """Whether an offchain withdrawal (pending ``withdrawalId``) signs only with the ``signatures[]`` mnemonics, each
+    derived at its index, ignoring ``hashes`` (upstream's ADA); otherwise the usual hashes / index / signatures."""
+
     retired: str | None
     """Why this chain is no longer signed (its network halted for good); the batch report says it followed by
     "; nothing signed", checkconfig and report warn about its stored wallets. None for live chains."""
@@ -98,6 +102,7 @@ class ChainDefaults:
     code: str
     signer: Signer | None = None
     offchain_withdrawals: bool = False
+    offchain_keys_from_signatures: bool = False
     retired: str | None = None
 
     def raw_signing_key(self, secret: SecretBuffer, kind: str, index: int | None, testnet: bool) -> SecretBuffer:
