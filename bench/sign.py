@@ -257,6 +257,55 @@ def xrp_section(seconds: float) -> list[Row]:
     ]  # fmt: skip
 
 
+def _node_chain_case(code: str, nodes: object) -> tuple[object, PendingTransaction, list[KeyHandle]]:
+    """A fresh key wallet of ``code`` and the demo's pending transaction for it (node look-ups in-process)."""
+    from kms.chains.base import loaded_signer
+    from kms.demo_chains import AdaDemo, AlgoDemo, EgldDemo, FlowDemo, VetDemo
+
+    builders = {"ALGO": AlgoDemo, "EGLD": EgldDemo, "VET": VetDemo, "ADA": AdaDemo, "FLOW": lambda: FlowDemo(nodes)}
+    chain = get_chain(code)
+    wallet = chain.generate_private_key(True)
+    text = wallet.get("secret") or wallet["privateKey"]
+    serialized = builders[code]().demo_pending(wallet["address"], True)  # type: ignore[no-untyped-call]
+    pending = PendingTransaction(id="bench", chain=code, serialized_transaction=serialized)
+    return loaded_signer(chain), pending, [key_handle(code, "bench", text, True)]
+
+
+def ed25519_section(seconds: float) -> list[Row]:
+    """ALGO (no look-ups), EGLD (3 node look-ups) and ADA (5 Rosetta calls, pycardano) against in-process doubles."""
+    from nacl.signing import SigningKey
+
+    from kms.sandbox.nodes import DemoNodes
+
+    nodes = DemoNodes(True)
+    raw_key = SigningKey(bytes(range(32)))
+    rows = [Row("PyNaCl ed25519 sign (raw, same run)", rate(lambda: raw_key.sign(b"bench message"), seconds))]
+    for code, label in (
+        ("ALGO", "ALGO payment: AlgoSigner.sign (parse upstream JSON, msgpack, sign)"),
+        ("EGLD", "EGLD transfer: EgldSigner.sign (3 node look-ups in-process, sign)"),
+        ("ADA", "ADA payment: AdaSigner.sign (Rosetta double in-process, checks)"),
+    ):
+        signer, pending, keys = _node_chain_case(code, nodes)
+        rows.append(Row(label, rate(lambda s=signer, p=pending, k=keys: s.sign(p, k, True, nodes), seconds)))
+    return rows
+
+
+def vet_flow_section(seconds: float) -> list[Row]:
+    """VET (Thor body, 3 node look-ups) and FLOW (Tatum keys and access node, 7 look-ups) against in-process
+    doubles; the raw figure is coincurve's secp256k1 signature."""
+    from kms.sandbox.nodes import DemoNodes
+
+    nodes = DemoNodes(True)
+    rows = [Row("coincurve sign_recoverable (raw secp256k1, same run)", raw_secp256k1_rate(seconds))]
+    for code, label in (
+        ("VET", "VET transfer: VetSigner.sign (node look-ups in-process, RLP, sign)"),
+        ("FLOW", "FLOW transfer: FlowSigner.sign (Tatum + access node in-process)"),
+    ):
+        signer, pending, keys = _node_chain_case(code, nodes)
+        rows.append(Row(label, rate(lambda s=signer, p=pending, k=keys: s.sign(p, k, True, nodes), seconds)))
+    return rows
+
+
 SECTIONS: list[tuple[str, Callable[[float], list[Row]]]] = [
     ("EVM", evm_section),
     ("BTC", btc_section),
@@ -264,6 +313,8 @@ SECTIONS: list[tuple[str, Callable[[float], list[Row]]]] = [
     ("SOL", sol_section),
     ("XLM", xlm_section),
     ("XRP", xrp_section),
+    ("ED25519", ed25519_section),
+    ("VET_FLOW", vet_flow_section),
 ]
 
 

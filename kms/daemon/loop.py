@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from kms.api import NodeGateway, PendingTransaction
 from kms.chains import get_chain
-from kms.chains.base import Chain, loaded_signer
+from kms.chains.base import Chain, LazySigner, Signer, configured_signer
 from kms.daemon.four_eye import FourEye, Verdict
 from kms.daemon.journal import Entry, Journal, JournalStore, State
 from kms.daemon.keys import WalletSource, resolve_keys, wipe_all
@@ -71,6 +71,12 @@ class _Failure(KmsError):
         self.stage = stage
 
 
+def _unsupported(chain: Chain) -> str:
+    if chain.retired:
+        return f"{chain.retired}; nothing signed"
+    return f"signing {chain.code} is not supported by this kms"
+
+
 def _by_sender(batch: list[PendingTransaction]) -> list[list[PendingTransaction]]:
     """Transactions that sign with the same wallet (and index) go one after another, in the order the API gave them:
     two signed at once would look up the same nonce, and the second, once journaled, could never be broadcast.
@@ -117,6 +123,7 @@ class Daemon:
         stop: threading.Event | None = None,
         seal: SealState | None = None,
         replica: Replica | None = None,
+        signer_settings: Mapping[str, str] | None = None,
     ) -> None:
         if config.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -133,6 +140,9 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.seal = seal
         self.replica = replica
+        self.signer_settings = signer_settings
+        """The settings chain signers take (``kms.chains.base.SignerSettings``); None: each signer's defaults."""
+        self._signers: dict[int, Signer | None] = {}
         self.cycle_lock = threading.Lock()
         """Held for the length of a cycle; sealing takes it so the keys are never dropped under a running cycle."""
         self.journal = Journal(store)
@@ -157,7 +167,11 @@ class Daemon:
         cycle's workers would all queue behind one import."""
         for code in self.config.chains:
             try:
-                self.registry(code).warm_up()
+                chain = self.registry(code)
+                chain.warm_up()
+                signer = self._signer(chain)
+                if isinstance(signer, LazySigner):
+                    signer.load()
             except Exception as exc:  # a signer that cannot load fails its transactions later, with a report
                 log.error("could not load the %s signer (%s)", code, type(exc).__name__)
 
@@ -355,7 +369,7 @@ class Daemon:
             txlog.debug("%s", entry.note)
             return Outcome.SKIPPED
         if entry.state is State.NEW and chain.signer is None:
-            raise _Failure("unsupported", f"signing {code} is not supported by this kms")
+            raise _Failure("unsupported", _unsupported(chain))
         if self.four_eye is not None and not self._approved(pending, report, txlog, entry.state, trail):
             return Outcome.REFUSED if pending.id in self._refused_this_run else Outcome.UNAVAILABLE
         landed_id: str | None = None
@@ -432,6 +446,16 @@ class Daemon:
             self.metrics.error("four_eye_unavailable", pending.chain)
         return False
 
+    def _signer(self, chain: Chain) -> Signer | None:
+        """The chain's signer, built once per daemon with the daemon's signer settings."""
+        if self.signer_settings is None or chain.signer is None:
+            return chain.signer
+        with self._lock:
+            key = id(chain.signer)
+            if key not in self._signers:
+                self._signers[key] = configured_signer(chain, self.signer_settings)
+            return self._signers[key]
+
     def _resume(
         self,
         pending: PendingTransaction,
@@ -446,7 +470,7 @@ class Daemon:
         landed lets it be signed anew, as an explicit journal transition."""
         assert entry.tx_data is not None
         signed = SignedTransaction(entry.tx_data, entry.meta or {})
-        signer = self._stage("submit", lambda: loaded_signer(chain))
+        signer = self._stage("submit", lambda: self._loaded_signer(chain))
         if not isinstance(signer, RecoveringSubmitter):
             txlog.info("already signed before; broadcasting the same signed transaction again")
             return signed, None, Outcome.REBROADCAST
@@ -462,6 +486,11 @@ class Daemon:
         txlog.info("already signed before and not on chain yet; sending the same signed transaction again")
         return signed, None, Outcome.REBROADCAST
 
+    def _loaded_signer(self, chain: Chain) -> Signer | None:
+        """The configured signer itself (a lazy one is loaded), to see which protocols it implements."""
+        signer = self._signer(chain)
+        return signer.load() if isinstance(signer, LazySigner) else signer
+
     def _sign(
         self,
         pending: PendingTransaction,
@@ -469,9 +498,9 @@ class Daemon:
         txlog: logging.LoggerAdapter[Any],
         replacing: SignedTransaction | None = None,
     ) -> SignedTransaction:
-        signer = chain.signer
+        signer = self._signer(chain)
         if signer is None:
-            raise _Failure("unsupported", f"signing {pending.chain} is not supported by this kms")
+            raise _Failure("unsupported", _unsupported(chain))
         if self._audit_broken:
             raise _Failure("audit", "the audit log cannot be written; nothing is signed until it is fixed")
         indexes = self._stage("keys", lambda: chain.offchain_key_indexes(pending))
@@ -498,7 +527,7 @@ class Daemon:
         """What goes to the broadcast endpoint: the signed payload, or where the chain's signer sends it to a node
         first (``Submitter``), what that returns. Runs only after the payload is journaled and the decision is on
         record."""
-        signer = self._stage("submit", lambda: loaded_signer(chain))
+        signer = self._stage("submit", lambda: self._loaded_signer(chain))
         if not isinstance(signer, Submitter):
             return signed.payload
         gateway = self._gateway_for(chain)
@@ -514,7 +543,7 @@ class Daemon:
 
     def _broadcast(self, pending: PendingTransaction, chain: Chain, tx_data: str) -> str | None:
         def send() -> str | None:
-            if pending.withdrawal_id and not chain.ignores_withdrawal_id:
+            if pending.withdrawal_id and chain.offchain_withdrawals:
                 return self.client.offchain_broadcast(pending.chain, pending.id, pending.withdrawal_id, tx_data).tx_id
             return self.client.broadcast(chain.broadcast_route, tx_data, pending.id).tx_id
 

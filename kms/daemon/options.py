@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kms.chains import supported_codes
+from kms.chains import signer_setting_names, supported_codes
+from kms.chains.base import SignerSettings
 from kms.daemon.model import DEFAULTS, DaemonConfig
 from kms.errors import UsageError
 from kms.tatum.client import DEFAULT_API_URL
@@ -36,6 +37,8 @@ class DaemonOptions:
     """--sealed: start sealed even when the password could be had."""
     socket: Path | None = None
     """--socket: serve the unseal socket here (also without --sealed, so that 'kms seal' works)."""
+    signer_settings: SignerSettings = field(default_factory=SignerSettings)
+    """The settings chain signers take (TATUM_KMS_VET_NODE_URL, TATUM_KMS_FLOW_NODE_URL), checked here."""
 
 
 def _number(value: object, flag: str, minimum: float, maximum: float | None = None) -> float:
@@ -200,4 +203,5 @@ def options_from_args(args: object, settings: Mapping[str, str]) -> DaemonOption
         testnet_type=settings.get("TESTNET_TYPE") or None,
         sealed=bool(getattr(args, "sealed", False)),
         socket=_socket(args),
+        signer_settings=SignerSettings.of(settings, signer_setting_names()),
     )

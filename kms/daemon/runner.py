@@ -147,6 +147,7 @@ def _build_daemon(running: _Run) -> Daemon:
         stop=running.shutdown.stop,
         seal=running.control,
         replica=running.replica,
+        signer_settings=options.signer_settings,
     )
     if running.replica is not None:
         running.replica.start()

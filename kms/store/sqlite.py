@@ -27,6 +27,22 @@ _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _MIN_SQLITE = (3, 24, 0)  # UPSERT, used by the per-chain counting triggers
 
 
+def peek_counts(path: Path) -> dict[tuple[str, bool], int]:
+    """Wallets per (chain, testnet) from a kms store's plaintext counting table, without its password (checkconfig's
+    warnings). Opened read-only; anything unreadable gives {}: these counts are not authenticated, only a hint."""
+    if probe(path) != "kms":
+        return {}
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            rows = conn.execute("SELECT chain, testnet, wallets FROM chain_counts WHERE wallets > 0").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+    return {(str(chain), bool(testnet)): int(n) for chain, testnet, n in rows}
+
+
 def probe(path: Path) -> str:
     """ "missing" | "kms" | "upstream" | "other", from the file's first bytes only (no SQLite, no writes)."""
     try:
