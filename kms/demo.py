@@ -272,7 +272,7 @@ def _run_demo(say: Callable[[str], None], testnet: bool) -> list[DemoLine]:
     chains = [get_chain(code) for code in supported_codes()]
     nodes = DemoNodes(testnet)
     signable = [(c, s) for c in chains if (s := _demo_support(c, testnet, nodes)) is not None]
-    unsupported = [c.code for c in chains if c.signer is None]
+    unsupported = [f"{c.code} ({c.retired})" if c.retired else c.code for c in chains if c.signer is None]
     no_builder = [c.code for c in chains if c.signer is not None and all(c is not sc for sc, _ in signable)]
     network = "testnet" if testnet else "mainnet"
     say(f"kms demo: {len(signable)} chains can sign here ({network}); everything stays on 127.0.0.1.")
@@ -370,7 +370,7 @@ def _print(
     say("")
     say(f"cycle: {json.dumps(summary)}")
     if unsupported:
-        say(f"not signable by this kms yet (pending transactions get an error report): {', '.join(unsupported)}")
+        say(f"not signed (pending transactions get an error report): {', '.join(unsupported)}")
     if no_builder:
         say(f"signable, but no demo transaction builder: {', '.join(no_builder)}")
     verdict = "all good" if all(line.ok for line in lines) else "SOMETHING IS WRONG (see above)"
