@@ -47,6 +47,8 @@ class Entry:
     """Set when the pending id came back with another chain or another transaction than the one journaled."""
     note: str = ""
     """Why a blocked entry is skipped (for the log)."""
+    meta: Mapping[str, object] | None = None
+    """What was journaled with the payload (EVM: from, nonce, and whether the daemon handed the nonce out)."""
 
 
 def request_sha256(pending: PendingTransaction) -> str:
@@ -80,7 +82,7 @@ class Journal:
             changed = f"it was signed as a {entry.chain} transaction and came back as {pending.chain}"
         elif entry.request_sha256 and entry.request_sha256 != request_sha256(pending):
             changed = "it came back with a different serializedTransaction than the one signed"
-        return Entry(State.SIGNED, entry.payload, changed)
+        return Entry(State.SIGNED, entry.payload, changed, meta=entry.meta)
 
     def record_signed(
         self, pending: PendingTransaction, tx_data: str, meta: Mapping[str, object] | None = None

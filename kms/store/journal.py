@@ -243,6 +243,18 @@ class SigningJournal:
             rows = conn.execute(_SELECT + " WHERE state = ? AND reported = 0 ORDER BY rowid", (S.POISONED.value,))
             return [_entry(row) for row in rows]
 
+    def nonces_held(self, chain: str, sender: str, at_least: int = 0) -> set[int]:
+        """The account nonces (``meta.nonce``, at least ``at_least``) of ``sender``'s (``meta.from``) payloads
+        journaled for ``chain`` and not known to be settled (signed or broadcast): the daemon never hands one of
+        them to another pending transaction."""
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                "SELECT json_extract(meta, '$.nonce') FROM journal WHERE chain = ? AND state IN (?, ?)"
+                " AND meta IS NOT NULL AND json_extract(meta, '$.from') = ? AND json_extract(meta, '$.nonce') >= ?",
+                (chain.strip().upper(), S.SIGNED.value, S.BROADCAST.value, sender.lower(), at_least),
+            ).fetchall()
+        return {int(row[0]) for row in rows if isinstance(row[0], int)}
+
     def was_released(self, pending_id: str, payload_sha256: str) -> bool:
         """Whether an operator released this id while it held this payload (so the audit log's record of that
         signing must no longer hold the id)."""
