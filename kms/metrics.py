@@ -41,6 +41,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "kms_broadcast_total",
     "kms_four_eye_rejections_total",
     "kms_errors_total",
+    "kms_nonce_gaps_total",
     "kms_cycle_duration_seconds",
     "kms_last_cycle_timestamp_seconds",
     "kms_wallets",

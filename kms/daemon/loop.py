@@ -5,8 +5,8 @@ the pending transactions are grouped by sender and admitted, within the in-fligh
 (``kms.daemon.pipeline``), where each is checked against the journal and the four-eye server, its keys are resolved,
 it is signed through the chain registry, journaled (fsynced) and broadcast. Only the steps that consume a sender's
 nonce are ordered; nonces the API leaves out come from one look-up per sender and cycle (``kms.daemon.nonces``).
-Failures of the cycle go to the Tatum API in one batch call. Nothing here knows a chain: signing goes through ``Chain.signer``,
-so a chain that gains a signer works without a change here.
+Failures of the cycle go to the Tatum API in one batch call. Nothing here knows a chain: signing goes through
+``Chain.signer``, so a chain that gains a signer works without a change here.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from kms.daemon.model import CycleReport, DaemonConfig, Outcome
 from kms.daemon.nonces import SenderNonces
 from kms.daemon.pipeline import Dispatcher, Kind, Limits, SenderKey, SenderLane, lanes_of
 from kms.errors import KmsError, TatumApiError
+from kms.keys import KeyHandle
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
-from kms.keys import KeyHandle
 from kms.signing.base import NonceSigner, Signer, SignedTransaction, Submitter
 from kms.store.errors import JournalConflictError
 from kms.tatum.client import MAX_SIGNATURE_IDS, TatumClient
