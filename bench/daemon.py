@@ -86,7 +86,10 @@ def check(state: dict[str, object], count: int, wallets: list[tuple[str, str]], 
     broadcasts: list[dict[str, str]] = state["broadcasts"]  # type: ignore[assignment]
     ids = [b["signatureId"] for b in broadcasts]
     if len(ids) != count or len(set(ids)) != count:
-        raise SystemExit(f"expected {count} distinct broadcasts, got {len(ids)} ({len(set(ids))} distinct)")
+        errors = state["errors"][:5]  # type: ignore[index]
+        raise SystemExit(
+            f"expected {count} distinct broadcasts, got {len(ids)} ({len(set(ids))} distinct); reported: {errors}"
+        )
     addresses = {address for _, address in wallets}
     for b in broadcasts[:: max(1, count // 50)]:
         if Account.recover_transaction(b["txData"]).lower() not in addresses:
@@ -119,7 +122,11 @@ def run(count: int, latency: float, concurrency: int, shape: str, four_eye: bool
             raise SystemExit(f"daemon failed ({proc.returncode}): {err[-2000:]}")
         summary = json.loads(out.strip().splitlines()[-1])
         state = sandbox.admin.state()
-        check(state, count, wallets, explicit)
+        try:
+            check(state, count, wallets, explicit)
+        except SystemExit:
+            print(json.dumps(summary), err[-3000:], file=sys.stderr)
+            raise
         assert per_wallet > 0
         return {
             "cycle_s": float(summary["seconds"]),

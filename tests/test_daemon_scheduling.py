@@ -1,5 +1,5 @@
 """The scheduling parts of the daemon on their own: the in-flight caps under a burst, a sender's turn order, the nonce
-allocator, and the nonce-gap metric of a real cycle (in-process daemon, sandbox HTTP server on 127.0.0.1)."""
+allocator, the journal's group commit, and the nonce-gap metric of a real cycle (in-process daemon, sandbox HTTP server on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from prometheus_client import generate_latest
 
 from kms.api import PendingTransaction
 from kms.chains import get_chain
+from kms.daemon.journal import GroupCommit
 from kms.daemon.loop import DaemonConfig, Outcome
 from kms.daemon.nonces import SenderNonces
 from kms.daemon.pipeline import Dispatcher, Kind, Limits, SenderLane, lanes_of
@@ -22,6 +23,8 @@ from kms.errors import SigningError
 from kms.metrics import DaemonMetrics
 from kms.sandbox import SandboxAdmin
 from kms.store import WalletStore
+from kms.store.errors import JournalConflictError
+from kms.store.journal import SignedPayload
 from kms.tatum import TatumClient
 from tests.test_daemon_loop import admin, client, eth_tx, make_daemon, pending, sandbox, store  # noqa: F401
 
@@ -140,3 +143,38 @@ def test_a_gap_is_counted_once_and_reported(
     assert all("nonce" in errors[pid] and "m1" in errors[pid] for pid in ("m2", "m3", "m4", "m5"))
     assert report.outcomes[Outcome.FAILED] == 5
     assert sorted(e.pending_id for e in store.journal_entries()) == ["m0", "m1"]
+
+
+def test_group_commit_writes_many_workers_in_few_transactions_each_with_its_own_outcome(
+    store: WalletStore,  # noqa: F811
+) -> None:
+    store.journal.put("taken", "ETH", "0xold")
+    transactions: list[int] = []
+
+    def write_many(items: Any) -> Any:
+        transactions.append(len(items))
+        time.sleep(0.01)  # an fsync: others queue up meanwhile
+        return store.journal.put_many(items)
+
+    group = GroupCommit(write_many)
+    outcomes: dict[str, str] = {}
+
+    def put(pid: str, payload: str) -> None:
+        try:
+            group.put(SignedPayload(pid, "ETH", payload))
+            outcomes[pid] = "ok"
+        except JournalConflictError:
+            outcomes[pid] = "conflict"
+
+    threads = [threading.Thread(target=put, args=(f"g{i}", f"0x{i:02x}")) for i in range(40)]
+    threads.append(threading.Thread(target=put, args=("taken", "0xnew")))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert outcomes == {**{f"g{i}": "ok" for i in range(40)}, "taken": "conflict"}
+    assert sum(transactions) == 41 and len(transactions) < 41  # batched
+    assert {e.pending_id: e.payload for e in store.journal_entries()} == {
+        **{f"g{i}": f"0x{i:02x}" for i in range(40)},
+        "taken": "0xold",
+    }

@@ -401,32 +401,45 @@ class Database:
                 raise _store_error(exc) from None
 
     @contextmanager
-    def writing(self, *, need_key: bool = True) -> Iterator[Txn]:
+    def writing(self, *, need_key: bool = True, durable: bool = True) -> Iterator[Txn]:
         """A write transaction. BEGIN IMMEDIATE takes the file's write lock first, so checks (limits, duplicates,
-        journal states) and the writes they guard are atomic across processes."""
+        journal states) and the writes they guard are atomic across processes. ``durable=False``: the commit is not
+        fsynced (synchronous NORMAL for this one transaction; the next durable commit's fsync of the WAL carries it)."""
         with self._lock:
             conn = self.check_open()
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
+                with self._transaction(conn, need_key) as txn:
+                    yield txn
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = FULL")
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection, need_key: bool) -> Iterator[Txn]:
+        """One write transaction on ``conn``; the caller holds the lock."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        txn: Txn | None = None
+        try:
+            encryptions = self._follow_header(conn) if need_key else 0
+            txn = Txn(conn, self._cipher, encryptions)
+            yield txn
+            if txn.counter_dirty:
+                conn.execute("UPDATE header SET encryptions = ? WHERE id = 1", (txn.encryptions,))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if txn is not None and txn.cipher is not self._cipher:
+                txn.cipher.wipe()
+            if isinstance(exc, sqlite3.Error):
                 raise _store_error(exc) from None
-            txn: Txn | None = None
-            try:
-                encryptions = self._follow_header(conn) if need_key else 0
-                txn = Txn(conn, self._cipher, encryptions)
-                yield txn
-                if txn.counter_dirty:
-                    conn.execute("UPDATE header SET encryptions = ? WHERE id = 1", (txn.encryptions,))
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if txn is not None and txn.cipher is not self._cipher:
-                    txn.cipher.wipe()
-                if isinstance(exc, sqlite3.Error):
-                    raise _store_error(exc) from None
-                raise
-            self._after_commit(txn)
+            raise
+        self._after_commit(txn)
 
     def _after_commit(self, txn: Txn) -> None:
         if txn.cipher is not self._cipher:
