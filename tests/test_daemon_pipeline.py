@@ -63,8 +63,11 @@ def test_one_sender_without_nonces(tmp_path: Path, sandbox: SandboxProcess, admi
     sid, address = world.wallets[0]
     ids = [f"n-{i:03d}" for i in range(60)]
     admin.enqueue([eth_pending(pid, sid, nonce=None, value=1000 + i) for i, pid in enumerate(ids)])
-    admin.configure(nonces={address: 40}, nodeNonces=True,
-                    faults=[{"kind": "delay", "seconds": 0.1, "path": "/v3/ethereum/broadcast", "times": -1}])  # fmt: skip
+    admin.configure(
+        nonces={address: 40},
+        nodeNonces=True,
+        faults=[{"kind": "delay", "seconds": 0.1, "path": "/v3/ethereum/broadcast", "times": -1}],
+    )
     code, summary, err = world.run_once("--concurrency", "8")
     assert code == 0, err
     assert summary["broadcast"] == 60
@@ -118,7 +121,7 @@ def test_a_broadcast_failing_for_good_in_the_middle(
     payloads = one_payload_each(state)  # over both runs: nothing was sent twice with different payloads
     assert sorted(b["signatureId"] for b in state["broadcasts"]) == ids  # each accepted exactly once
     assert payloads["g-05"] == first["g-05"]  # the failed payload was sent again, not re-signed
-    for pid, (status, payload) in journal_after_first.items():
+    for pid, (_status, payload) in journal_after_first.items():
         assert payloads[pid] == payload  # whatever was journaled is what went out
     assert [nonce_of(payloads[pid]) for pid in ids] == list(range(7, 19))  # no nonce twice, none skipped
     assert all(status == "broadcast" for status, _ in world.journal().values())

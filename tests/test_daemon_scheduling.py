@@ -1,5 +1,6 @@
 """The scheduling parts of the daemon on their own: the in-flight caps under a burst, a sender's turn order, the nonce
-allocator, the journal's group commit, and the nonce-gap metric of a real cycle (in-process daemon, sandbox HTTP server on 127.0.0.1)."""
+allocator, the journal's group commit, and the nonce-gap metric of a real cycle (in-process daemon, sandbox HTTP
+server on 127.0.0.1)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ from kms.errors import KmsError, TatumApiError
 from kms.keys import KeyHandle
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
-from kms.signing.base import NonceSigner, Signer, SignedTransaction, Submitter
+from kms.signing.base import NonceSigner, SignedTransaction, Signer, Submitter
 from kms.store.errors import JournalConflictError
 from kms.tatum.client import MAX_SIGNATURE_IDS, TatumClient
 

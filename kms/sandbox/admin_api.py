@@ -9,7 +9,8 @@ from typing import Any
 PENDING_REQUIRED = ("id", "chain", "serializedTransaction")
 PENDING_WALLETS = ("hashes", "signatures")
 CONFIG_KEYS = (
-    "latency", "faults", "approval", "latestVersion", "fee", "chainIds", "estimateGas", "nonces", "nodeNonces", "apiKey",
+    "latency", "faults", "approval", "latestVersion", "fee", "chainIds", "estimateGas", "nonces", "nodeNonces",
+    "apiKey",
 )  # fmt: skip
 APPROVAL_KEYS = ("default", "ids", "hang")
 

@@ -1,5 +1,6 @@
-"""EVM transaction encoding and signing on maintained libraries, without the per-call layers of eth-account: RLP from
-``rlp`` (its raw encoder), Keccak-256 from pycryptodome, recoverable ECDSA (RFC 6979, low-s) from libsecp256k1 through coincurve.
+"""EVM transaction encoding and signing on maintained libraries, without the per-call layers of eth-account: RLP
+from ``rlp`` (its raw encoder), Keccak-256 from pycryptodome, recoverable ECDSA (RFC 6979, low-s) from libsecp256k1
+through coincurve.
 
 These produce exactly the bytes eth-account produces for the same fields (legacy EIP-155 and type-2 with an empty
 access list; the vector tests compare them byte for byte), at a fraction of the cost: eth-account builds a typed
