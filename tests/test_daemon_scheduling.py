@@ -27,7 +27,16 @@ from kms.store import WalletStore
 from kms.store.errors import JournalConflictError
 from kms.store.journal import SignedPayload
 from kms.tatum import TatumClient
-from tests.test_daemon_loop import admin, client, eth_tx, make_daemon, pending, sandbox, store  # noqa: F401
+from tests.test_daemon_loop import (  # noqa: F401
+    admin,
+    client,
+    eth_tx,
+    make_daemon,
+    pending,
+    registry_with,
+    sandbox,
+    store,
+)
 
 
 def tx(pid: str, wallet: str) -> PendingTransaction:
@@ -178,4 +187,36 @@ def test_group_commit_writes_many_workers_in_few_transactions_each_with_its_own_
     assert {e.pending_id: e.payload for e in store.journal_entries()} == {
         **{f"g{i}": f"0x{i:02x}" for i in range(40)},
         "taken": "0xold",
+    }
+
+
+class _LooksUpPerTransaction:
+    """A signer that declares neither NonceSigner nor OrderFree (as a chain that looks up a sequence number)."""
+
+    def sign(self, *args: Any) -> Any:
+        raise AssertionError("not called")
+
+
+def test_what_is_ordered_per_chain(store: WalletStore, client: TatumClient) -> None:  # noqa: F811
+    registry = registry_with({"EGLD": _LooksUpPerTransaction(), "SOL": None})
+    daemon = make_daemon(store, client, registry=registry)
+    try:
+        eth_no_nonce = json.dumps({k: v for k, v in json.loads(eth_tx()).items() if k != "nonce"})
+        kinds = {
+            "eth with nonce": daemon._kind_of(PendingTransaction("a", "ETH", eth_tx())),
+            "eth without": daemon._kind_of(PendingTransaction("b", "ETH", eth_no_nonce)),
+            "btc": daemon._kind_of(PendingTransaction("c", "BTC", "{}")),
+            "bch": daemon._kind_of(PendingTransaction("d", "BCH", "{}")),
+            "egld": daemon._kind_of(PendingTransaction("e", "EGLD", "{}")),
+            "sol": daemon._kind_of(PendingTransaction("f", "SOL", "{}")),
+        }
+    finally:
+        daemon.close()
+    assert kinds == {
+        "eth with nonce": Kind.FREE,
+        "eth without": Kind.NONCE,
+        "btc": Kind.FREE,
+        "bch": Kind.FREE,
+        "egld": Kind.SERIAL,  # one sender's transactions one at a time
+        "sol": Kind.FREE,  # no signer: each fails on its own ("not supported")
     }

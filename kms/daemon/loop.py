@@ -34,7 +34,7 @@ from kms.errors import KmsError, TatumApiError
 from kms.keys import KeyHandle
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
-from kms.signing.base import NonceSigner, SignedTransaction, Signer, Submitter
+from kms.signing.base import NonceSigner, OrderFree, SignedTransaction, Signer, Submitter
 from kms.store.errors import JournalConflictError
 from kms.tatum.client import MAX_SIGNATURE_IDS, TatumClient
 
@@ -280,14 +280,17 @@ class Daemon:
     # -- one transaction --------------------------------------------------------------------------------------------
 
     def _kind_of(self, pending: PendingTransaction) -> Kind:
-        """FREE: signs without any order; NONCE: takes a nonce from the daemon, in its sender's order; SERIAL: the
-        chain's signer looks up per transaction what a sender's transactions share, so they go one at a time."""
+        """FREE: signs without any order (a nonce given, UTXO inputs named); NONCE: takes a nonce from the daemon, in
+        its sender's order; SERIAL: any other signer may look up per transaction what one sender's transactions share
+        (a sequence number, a proposal key), so they go one at a time."""
         try:
             signer = loaded_signer(self.registry(pending.chain))
         except Exception:  # an unknown chain or a signer that cannot load fails on its own, in process()
             return Kind.FREE
         if isinstance(signer, NonceSigner):
             return Kind.FREE if signer.carries_nonce(pending) else Kind.NONCE
+        if isinstance(signer, OrderFree) and signer.order_free is True:
+            return Kind.FREE
         return Kind.SERIAL if signer is not None else Kind.FREE
 
     def _sender_nonces(self, key: SenderKey) -> SenderNonces:

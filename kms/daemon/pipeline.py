@@ -3,8 +3,8 @@
 Transactions are grouped by sender (chain, signing wallet, index): a ``SenderLane``. Within a lane each transaction
 is one of three kinds (``Kind``):
 
-- FREE: it names everything it signs (an EVM transaction carrying its nonce): journal check, four-eye, keys,
-  signing and broadcast run concurrently with everything else;
+- FREE: it names everything it signs (an EVM transaction carrying its nonce, a UTXO transaction naming its inputs):
+  journal check, four-eye, keys, signing and broadcast run concurrently with everything else;
 - NONCE: it consumes an account nonce the daemon hands out (``kms.daemon.nonces``). Its journal check, four-eye
   check and keys still run concurrently; only the step that takes the nonce (sign, then journal) waits for the turn of
   the lane's previous NONCE transaction, in the order the API listed them. Broadcasts overlap again;

@@ -72,3 +72,13 @@ class NonceSigner(Protocol):
         gateway: NodeGateway | None,
         nonces: NonceSource,
     ) -> SignedTransaction: ...
+
+
+@runtime_checkable
+class OrderFree(Protocol):
+    """A signer whose pending transactions name everything they spend (UTXO: the inputs and the scripts they pay
+    from) and that looks nothing up per transaction, so one sender's transactions need no order to be signed or
+    broadcast. Two that spend the same input are both signed; the network takes one, as it would in any order.
+    Signers without this (and without ``NonceSigner``) have one sender's transactions handled one at a time."""
+
+    order_free: bool
