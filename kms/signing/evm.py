@@ -155,26 +155,32 @@ class EvmSigner:
         lookups: EvmNodeLookups | None,
         nonces: NonceSource | None = None,
     ) -> _Resolved:
-        # The checksummed form is what the look-ups send; computed only when one is made.
-        sender = to_checksum_address(address) if lookups is not None else "0x" + address.hex()
+        # The checksummed form is what the look-ups send; computed only when one is made (it costs a third of a
+        # signature).
+        def sender() -> str:
+            return to_checksum_address(address)
+
         nonce = fields.nonce
         if nonce is None and nonces is None:  # upstream's order: the nonce first
-            nonce = self._lookup(lookups, "nonce", lambda look: look.transaction_count(sender), 0, NONCE_MAX)
+            nonce = self._lookup(lookups, "nonce", lambda look: look.transaction_count(sender()), 0, NONCE_MAX)
         if fields.tx_type != EIP1559 and fields.gas_price is None:
             fields = replace(fields, gas_price=self._gas_price(fields, lookups))
         chain_id = self._chain_id(fields.chain_id, testnet, lookups)
         if nonce is None and nonces is not None:
             # From the daemon's allocator: after the look-ups that do not need it, so that a failed look-up never
             # holds a nonce.
-            look_up = lambda: self._lookup(lookups, "nonce", lambda look: look.transaction_count(sender), 0, NONCE_MAX)  # noqa: E731
-            nonce = self._checked_nonce(nonces.nonce_for(sender, look_up))
+
+            def look_up() -> int:
+                return self._lookup(lookups, "nonce", lambda look: look.transaction_count(sender()), 0, NONCE_MAX)
+
+            nonce = self._checked_nonce(nonces.nonce_for("0x" + address.hex(), look_up))
         assert nonce is not None
         gas = fields.gas
         force_estimate = self.quirks.always_estimate_gas or (
             self.quirks.estimate_gas_for_withdrawals and pending.withdrawal_id is not None
         )
         if gas is None or (force_estimate and lookups is not None):
-            request = self._estimate_request(fields, sender, nonce)
+            request = self._estimate_request(fields, sender(), nonce)
             estimate = self._lookup(lookups, "gas limit", lambda look: look.estimate_gas(request), 1, UINT64_MAX)
             gas = estimate + self.quirks.gas_limit_margin
         resolved = _Resolved(fields=fields, nonce=nonce, gas=gas, chain_id=chain_id)

@@ -41,7 +41,18 @@ def _rlp_list(encoded_items: list[bytes]) -> bytes:
     return length_prefix(len(payload), _LIST_OFFSET) + payload
 
 
+def _int_item(number: int) -> bytes:
+    """The RLP item of a non-negative integer."""
+    return encode_raw(number.to_bytes((number.bit_length() + 7) // 8, "big"))
+
+
 def _raw(item: RlpItem) -> bytes | list[object]:
+    if type(item) is bytes:
+        return item
+    if type(item) is int:
+        if item < 0:
+            raise SigningError("a negative integer cannot be RLP-encoded")
+        return item.to_bytes((item.bit_length() + 7) // 8, "big")
     if isinstance(item, bytes):
         return item
     if isinstance(item, int) and not isinstance(item, bool):
@@ -92,17 +103,17 @@ def _sign_digest(key: PrivateKey, digest: bytes) -> tuple[int, bytes, bytes]:
 def sign_legacy(fields: list[RlpItem], chain_id: int, key: PrivateKey) -> bytes:
     """EIP-155: ``fields`` is [nonce, gasPrice, gas, to, value, data] (or Celo's longer body); signs
     RLP(fields + [chainId, 0, 0]) and returns RLP(fields + [v, r, s]) with v = chainId * 2 + 35 + recovery id."""
-    encoded = [rlp_encode(field) for field in fields]
-    recovery, r, s = _sign_digest(key, keccak256(_rlp_list([*encoded, rlp_encode(chain_id), b"\x80", b"\x80"])))
-    return _rlp_list([*encoded, *(rlp_encode(n) for n in (chain_id * 2 + 35 + recovery, r, s))])
+    encoded = [encode_raw(_raw(field)) for field in fields]
+    recovery, r, s = _sign_digest(key, keccak256(_rlp_list([*encoded, _int_item(chain_id), b"\x80", b"\x80"])))
+    return _rlp_list([*encoded, _int_item(chain_id * 2 + 35 + recovery), encode_raw(r), encode_raw(s)])
 
 
 def sign_eip1559(fields: list[RlpItem], key: PrivateKey) -> bytes:
     """EIP-1559: ``fields`` is [chainId, nonce, maxPriorityFeePerGas, maxFeePerGas, gas, to, value, data,
     accessList]; returns 0x02 || RLP(fields + [yParity, r, s])."""
-    encoded = [rlp_encode(field) for field in fields]
+    encoded = [encode_raw(_raw(field)) for field in fields]
     recovery, r, s = _sign_digest(key, keccak256(EIP1559_TYPE + _rlp_list(encoded)))
-    return EIP1559_TYPE + _rlp_list([*encoded, *(rlp_encode(n) for n in (recovery, r, s))])
+    return EIP1559_TYPE + _rlp_list([*encoded, _int_item(recovery), encode_raw(r), encode_raw(s)])
 
 
 __all__ = ["EcdsaKey", "address_of", "keccak256", "load_key", "rlp_encode", "sign_eip1559", "sign_legacy"]
