@@ -31,6 +31,7 @@ Admin API (JSON bodies; a bad body is refused with 400 and {"message": "bad requ
                                              verdicts: approve | deny | notfound | error | timeout
       "fee": {"slow": "...", "medium": "...", "fast": "..."}   wei, as strings
       "chainIds": {"ethereum": 11155111}, "estimateGas": 21000, "nonces": {"0xaddress": 3}
+      "nodeNonces": true                     count like a node: nonces + the accepted EVM broadcasts after it
       "latestVersion": "9.9.9" or null, "apiKey": "key" or null
       "solana": {"blockhash": "...", "lastValidBlockHeight": 2000, "blockHeight": 1850, "confirm": true}
                                              the SOL node at /v3/blockchain/node/SOL/{apiKey}: verifies the

@@ -135,15 +135,41 @@ def _run_once_filters(args: object, run_once: bool) -> tuple[tuple[str, ...] | N
     )
 
 
-def _daemon_config(args: object, testnet: bool) -> DaemonConfig:
+MAX_IN_FLIGHT_SETTING = "TATUM_KMS_MAX_IN_FLIGHT"
+MAX_IN_FLIGHT_PER_SENDER_SETTING = "TATUM_KMS_MAX_IN_FLIGHT_PER_SENDER"
+
+
+def _in_flight_caps(args: object, settings: Mapping[str, str]) -> tuple[int, int]:
+    """--max-in-flight / --max-in-flight-per-sender, else their settings, else the defaults."""
+    caps = []
+    for attr, flag, setting, default in (
+        ("maxInFlight", "--max-in-flight", MAX_IN_FLIGHT_SETTING, DEFAULTS.max_in_flight),
+        (
+            "maxInFlightPerSender",
+            "--max-in-flight-per-sender",
+            MAX_IN_FLIGHT_PER_SENDER_SETTING,
+            DEFAULTS.max_in_flight_per_sender,
+        ),
+    ):
+        given = getattr(args, attr, None)
+        if given is None:
+            given = (settings.get(setting) or "").strip() or default
+        caps.append(int(_number(given, flag, 1, DEFAULTS.max_in_flight_bound)))
+    return caps[0], caps[1]
+
+
+def _daemon_config(args: object, testnet: bool, settings: Mapping[str, str] | None = None) -> DaemonConfig:
     run_once = bool(getattr(args, "runOnce", False))
     wallets, transaction_ids = _run_once_filters(args, run_once)
     concurrency = getattr(args, "concurrency", DEFAULTS.concurrency)
+    max_in_flight, per_sender = _in_flight_caps(args, settings or {})
     return DaemonConfig(
         chains=parse_chain_list(getattr(args, "chain", None), supported_codes()),
         testnet=testnet,
         period=_number(getattr(args, "period", DEFAULTS.period), "--period", DEFAULTS.min_period),
         concurrency=int(_number(concurrency, "--concurrency", 1, DEFAULTS.max_concurrency)),
+        max_in_flight=max_in_flight,
+        max_in_flight_per_sender=per_sender,
         run_once=run_once,
         wallets=wallets,
         transaction_ids=transaction_ids,
@@ -184,7 +210,7 @@ def _socket(args: object) -> Path | None:
 def options_from_args(args: object, settings: Mapping[str, str]) -> DaemonOptions:
     testnet = bool(getattr(args, "testnet", False))
     external_url, method = _external_url(args, testnet)
-    config = _daemon_config(args, testnet)
+    config = _daemon_config(args, testnet, settings)
     four_eye_timeout = settings.get("TATUM_KMS_EXTERNAL_URL_TIMEOUT") or DEFAULTS.four_eye_timeout
     shutdown_timeout = getattr(args, "shutdownTimeout", None) or DEFAULTS.shutdown_timeout
     return DaemonOptions(

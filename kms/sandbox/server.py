@@ -296,6 +296,8 @@ def _route_key(path: str) -> str:
 class SandboxHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
+    """The listen backlog: a daemon opening a few dozen connections at once is not refused (the default is 5)."""
 
     def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
         self.state = state

@@ -84,6 +84,10 @@ class SandboxState:
     chain_ids: dict[str, int] = field(default_factory=lambda: {"ethereum": 11155111})
     estimate_gas: int = 21000
     nonces: dict[str, int] = field(default_factory=dict)
+    node_nonces: bool = False
+    """Count like a node: an account's transaction count is its configured nonce plus the accepted EVM broadcasts
+    that follow it without a gap (off: the configured nonce, always)."""
+    accepted_nonces: dict[str, set[int]] = field(default_factory=dict)
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     completed: dict[str, dict[str, Any]] = field(default_factory=dict)
     broadcasts: list[dict[str, Any]] = field(default_factory=list)
@@ -144,6 +148,8 @@ class SandboxState:
                 self.estimate_gas = int(raw["estimateGas"])
             if "nonces" in raw:
                 self.nonces.update({str(k).lower(): int(v) for k, v in raw["nonces"].items()})
+            if "nodeNonces" in raw:
+                self.node_nonces = bool(raw["nodeNonces"])
             if "apiKey" in raw:
                 self.api_key = raw["apiKey"] or None
             if "solana" in raw:
@@ -223,7 +229,10 @@ class SandboxState:
         signature_id = str(body.get("signatureId", ""))
         tx_data = body.get("txData")
         tx_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{route}:{tx_data}").hex
+        sender_nonce = _evm_sender_nonce(tx_data) if self.node_nonces and route in self.chain_ids else None
         with self.lock:
+            if sender_nonce is not None:
+                self.accepted_nonces.setdefault(sender_nonce[0], set()).add(sender_nonce[1])
             self.broadcasts.append(
                 {"path": path, "route": route, "signatureId": signature_id, "txData": tx_data, "txId": tx_id,
                  "withdrawalId": body.get("withdrawalId"), "currency": body.get("currency"), "time": time.time()}
@@ -264,4 +273,24 @@ class SandboxState:
 
     def nonce(self, address: str) -> int:
         with self.lock:
-            return self.nonces.get(address.lower(), 0)
+            count = self.nonces.get(address.lower(), 0)
+            accepted = self.accepted_nonces.get(address.lower(), set())
+            while count in accepted:
+                count += 1
+            return count
+
+
+def _evm_sender_nonce(tx_data: object) -> tuple[str, int] | None:
+    """(sender in lower case, nonce) of a signed legacy or type-2 EVM transaction; None when it is not one."""
+    if not isinstance(tx_data, str) or not tx_data.startswith("0x"):
+        return None
+    try:
+        import rlp
+        from eth_account import Account
+
+        raw = bytes.fromhex(tx_data[2:])
+        fields = rlp.decode(raw[1:]) if raw[:1] == b"\x02" else rlp.decode(raw)
+        nonce = int.from_bytes(fields[1] if raw[:1] == b"\x02" else fields[0], "big")
+        return str(Account.recover_transaction(raw)).lower(), nonce
+    except Exception:  # not an EVM transaction: nothing to count
+        return None

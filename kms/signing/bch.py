@@ -54,6 +54,9 @@ MAX_FEE_RATE = 2500  # bitcoincashjs2-lib TransactionBuilder.maximumFeeRate, sat
 class BchSigner:
     """Implements ``kms.signing.base.Signer`` for BCH (``BchSigner()``, or ``BchSigner(BITCOIN_CASH)``)."""
 
+    order_free = True
+    """``kms.signing.base.OrderFree``: the pending transaction names its inputs; nothing is looked up."""
+
     def __init__(self, network: SigningNetwork = BITCOIN_CASH) -> None:
         self.network = network
 

@@ -167,8 +167,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_ALLOWED = {False: COMMON_FIELDS | EIP1559_FIELDS, True: COMMON_FIELDS | EIP1559_FIELDS | CELO_FIELDS}
+
+
 def _check_keys(tx: Mapping[str, Any], rules: ParseRules) -> None:
-    allowed = COMMON_FIELDS | EIP1559_FIELDS | (CELO_FIELDS if rules.celo_fields else frozenset())
+    allowed = _ALLOWED[rules.celo_fields]
     for key in tx:
         if key in _REFUSED_FIELDS and tx[key] is not None:
             raise SigningError(_REFUSED_FIELDS[key])

@@ -79,6 +79,9 @@ class BitcoreTransaction:
 class UtxoSigner:
     """Implements ``kms.signing.base.Signer`` for one of BTC, LTC, DOGE (``UtxoSigner(BTC.signing)`` etc.)."""
 
+    order_free = True
+    """``kms.signing.base.OrderFree``: the pending transaction names its inputs; nothing is looked up."""
+
     def __init__(self, network: SigningNetwork) -> None:
         self.network = network
 

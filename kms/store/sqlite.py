@@ -187,6 +187,7 @@ class SqliteConnection:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._relaxed = False
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
@@ -203,7 +204,11 @@ class SqliteConnection:
     def begin_read(self) -> None:
         self.execute("BEGIN")
 
-    def begin_write(self) -> None:
+    def begin_write(self, *, durable: bool = True) -> None:
+        if not durable:
+            # NORMAL for this one transaction: the next FULL commit's fsync of the WAL carries it.
+            self.execute("PRAGMA synchronous = NORMAL")
+            self._relaxed = True
         self.execute("BEGIN IMMEDIATE")
 
     def begin_rows(self) -> None:
@@ -211,10 +216,17 @@ class SqliteConnection:
 
     def commit(self) -> None:
         self.execute("COMMIT")
+        self._restore_durability()
 
     def rollback(self) -> None:
         if self._conn.in_transaction:
             self.execute("ROLLBACK")
+        self._restore_durability()
+
+    def _restore_durability(self) -> None:
+        if self._relaxed:
+            self._relaxed = False
+            self.execute("PRAGMA synchronous = FULL")
 
     @property
     def in_transaction(self) -> bool:
