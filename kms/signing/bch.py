@@ -13,7 +13,6 @@ wraps each input amount to 32 bits, which can disable it).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from bitcointx.core import CMutableTransaction, CTransaction
@@ -29,11 +28,13 @@ from bitcointx.core.script import (
 from bitcointx.core.serialize import SerializationError
 
 from kms.api import PendingTransaction
+from kms.bounded_json import loads_bounded
 from kms.chains.base import ChainLookups, SigningKey
-from kms.errors import SigningError
+from kms.errors import SigningError, UntrustedJsonError
 from kms.signing.bch_schnorr import schnorr_sign
 from kms.signing.utxo_common import (
     BITCOIN_CASH,
+    MAX_SERIALIZED_CHARS,
     SigningNetwork,
     UtxoKey,
     check_chain,
@@ -113,9 +114,9 @@ def parse_bch_serialized(text: str) -> tuple[CMutableTransaction, list[int]]:
         if len(txin.scriptSig):
             raise SigningError(f"input {index} must have an empty script (nothing may be pre-signed)")
     try:
-        amounts = json.loads(parts[1], parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        raise SigningError("BCH spent amounts are not valid JSON") from None
+        amounts = loads_bounded(parts[1], max_bytes=MAX_SERIALIZED_CHARS, what="BCH spent amounts")
+    except UntrustedJsonError as exc:
+        raise SigningError(str(exc)) from None
     if not isinstance(amounts, list):
         raise SigningError("BCH spent amounts must be a JSON list")
     if len(amounts) != len(tx.vin):
@@ -125,10 +126,6 @@ def parse_bch_serialized(text: str) -> tuple[CMutableTransaction, list[int]]:
     if total_out > sum(checked):
         raise SigningError(f"outputs ({total_out}) exceed inputs ({sum(checked)})")
     return tx, checked
-
-
-def _refuse_constant(name: str) -> object:
-    raise ValueError(name)
 
 
 def _sign_input(tx: CMutableTransaction, index: int, amount: int, key: UtxoKey) -> CScript:

@@ -18,11 +18,15 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 import rlp
-from eth_account import Account
-from eth_keys import keys as eth_keys
-from eth_keys.backends import CoinCurveECCBackend
-from eth_keys.exceptions import ValidationError as EthKeysValidationError
-from eth_utils import keccak, to_checksum_address
+
+from kms.recursion import imports_keeping_recursion_limit
+
+with imports_keeping_recursion_limit():  # eth_account imports py_ecc, which raises the limit to 100,000
+    from eth_account import Account
+    from eth_keys import keys as eth_keys
+    from eth_keys.backends import CoinCurveECCBackend
+    from eth_keys.exceptions import ValidationError as EthKeysValidationError
+    from eth_utils import keccak, to_checksum_address
 
 from kms.api import PendingTransaction
 from kms.chains.base import ChainLookups, SigningKey

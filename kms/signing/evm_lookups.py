@@ -24,12 +24,15 @@ from urllib.parse import quote
 import httpx
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, stop_after_attempt
 
-from kms.errors import TatumApiError
+from kms.bounded_json import loads_bounded
+from kms.errors import TatumApiError, UntrustedJsonError
 from kms.tatum.retry import retry_after_seconds
 
 GWEI = 10**9
 POLYGON_GAS_STATION = "https://gasstation.polygon.technology/v2"
 KMS_CLIENT_VERSION = "8.0.1"
+# A look-up answer is a number or a small object; the daemon's client also caps it while streaming (kms.http_limits).
+MAX_ANSWER_BYTES = 1024 * 1024
 _NEUTRAL_HEADERS = frozenset({"accept", "accept-encoding", "connection", "user-agent"})
 
 
@@ -245,6 +248,8 @@ class TatumEvmLookups:
             raise _Transient("the Tatum API timed out") from None
         except httpx.TransportError as exc:
             raise _Transient(f"could not reach the Tatum API ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:  # too large, compressed, undecodable (kms.http_limits): not worth retrying
+            raise TatumApiError(f"{what}: unusable answer from the Tatum API ({type(exc).__name__})") from None
         status = response.status_code
         if status == 429:
             raise _Transient("throttled (HTTP 429)", retry_after_seconds(response))
@@ -253,9 +258,9 @@ class TatumEvmLookups:
         if status >= 400:
             raise TatumApiError(f"{what}: the Tatum API refused the request (HTTP {status})")
         try:
-            return response.json()
-        except ValueError:
-            raise TatumApiError(f"{what}: the Tatum API answered with something that is not JSON") from None
+            return loads_bounded(response.content, max_bytes=MAX_ANSWER_BYTES)
+        except UntrustedJsonError as exc:
+            raise TatumApiError(f"{what}: the Tatum API's {exc}") from None
 
     def _wait(self, state: RetryCallState) -> float:
         policy = self._retry

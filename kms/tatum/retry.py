@@ -27,7 +27,11 @@ from tenacity import (
     stop_after_delay,
 )
 
+from kms.http_limits import cap_body, remaining
+
 log = logging.getLogger("kms.tatum")
+# A "try again later" answer is read (for the error message) only this far.
+ERROR_BODY_CAP = 64 * 1024
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 
@@ -109,7 +113,8 @@ class RetryingTransport(httpx.BaseTransport):
         return min(self._policy.max_wait, exponential) + random.uniform(0, self._policy.jitter)
 
     def _stop(self, state: RetryCallState) -> bool:
-        if self._cancel.is_set():
+        left = remaining()
+        if self._cancel.is_set() or (left is not None and left <= 0):
             return True
         bounded = stop_after_attempt(self._policy.attempts) | stop_after_delay(self._policy.max_total)
         if bounded(state):
@@ -122,7 +127,8 @@ class RetryingTransport(httpx.BaseTransport):
         return False
 
     def _sleep(self, seconds: float) -> None:
-        self._cancel.wait(seconds)
+        left = remaining()  # the request's total deadline (kms.http_limits) cuts the wait short too
+        self._cancel.wait(seconds if left is None else max(0.0, min(seconds, left)))
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -146,6 +152,7 @@ class RetryingTransport(httpx.BaseTransport):
                 raise _Retryable(exc) from exc
             raise
         if response.status_code in RETRY_STATUSES:
+            cap_body(response, ERROR_BODY_CAP, request)
             response.read()
             response.close()
             raise _RetryableStatus(response)
