@@ -101,6 +101,8 @@ def parse_bch_serialized(text: str) -> tuple[CMutableTransaction, list[int]]:
         parsed = CTransaction.deserialize(raw)
     except (SerializationError, ValueError):
         raise SigningError("BCH unsigned transaction does not parse") from None
+    except Exception:  # bitcointx has bugs of its own on hostile bytes (UnboundLocalError on a flag-0 segwit marker)
+        raise SigningError("BCH unsigned transaction does not parse") from None
     if not parsed.wit.is_null() or parsed.serialize() != raw:
         raise SigningError("BCH unsigned transaction is not a plain legacy transaction")
     tx = parsed.to_mutable()
