@@ -18,8 +18,8 @@ class Answer:
     """Send the body one byte at a time, this many seconds apart."""
     trickle_headers: bool = False
     """Trickle the status line and headers too."""
-    endless: bool = False
-    """Send ``body`` over and over without a length (chunked) until the client leaves."""
+    repeat: int = 0
+    """Send ``body`` this many times over without a length (chunked), or until the client leaves."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -40,12 +40,15 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _write(self, answer: Answer) -> None:
-        if answer.endless:
-            head = f"HTTP/1.1 {answer.status} OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+        if answer.repeat:
+            head = f"HTTP/1.1 {answer.status} OK\r\ntransfer-encoding: chunked\r\n\r\n"
             self.wfile.write(head.encode())
             chunk = f"{len(answer.body):x}\r\n".encode() + answer.body + b"\r\n"
-            while not self.server.stopping.is_set():
+            for _ in range(answer.repeat):
+                if self.server.stopping.is_set():
+                    return
                 self.wfile.write(chunk)
+            self.wfile.write(b"0\r\n\r\n")
             return
         head = (
             f"HTTP/1.1 {answer.status} OK\r\ncontent-type: application/json\r\n"
