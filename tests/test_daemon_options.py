@@ -64,3 +64,11 @@ def test_chain_list() -> None:
     assert parse_chain_list(None, ["ETH", "BTC"]) == ("ETH", "BTC")
     with pytest.raises(UsageError):
         parse_chain_list(",", ["ETH"])
+
+
+def test_pending_list_cap_setting() -> None:
+    assert options("--testnet").max_pending_bytes == 64 * 1024 * 1024
+    got = options("--testnet", settings={**SETTINGS, "TATUM_KMS_MAX_PENDING_BYTES": "2000000"})
+    assert got.max_pending_bytes == 2_000_000
+    with pytest.raises(UsageError, match="TATUM_KMS_MAX_PENDING_BYTES must be at least"):
+        options("--testnet", settings={**SETTINGS, "TATUM_KMS_MAX_PENDING_BYTES": "100"})

@@ -22,7 +22,7 @@ from kms.daemon.sealing import SealControl, StoreSlot, open_store_with
 from kms.daemon.shutdown import Shutdown
 from kms.errors import UsageError
 from kms.metrics import DaemonMetrics, Metrics, NullMetrics
-from kms.tatum.client import DEFAULT_API_URL, TatumClient
+from kms.tatum.client import DEFAULT_API_URL, DEFAULT_MAX_PENDING_BYTES, TatumClient
 
 log = logging.getLogger("kms.daemon")
 
@@ -46,6 +46,7 @@ class DaemonOptions:
     audit_log: str | None
     log_format: str
     testnet_type: str | None
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
 
 
 def _number(value: Any, flag: str, minimum: float, maximum: float | None = None) -> float:
@@ -128,6 +129,13 @@ def options_from_args(args: Namespace, settings: Mapping[str, str]) -> DaemonOpt
         audit_log=getattr(args, "auditLog", None),
         log_format=getattr(args, "logFormat", None) or "text",
         testnet_type=settings.get("TESTNET_TYPE") or None,
+        max_pending_bytes=int(
+            _number(
+                settings.get("TATUM_KMS_MAX_PENDING_BYTES") or DEFAULT_MAX_PENDING_BYTES,
+                "TATUM_KMS_MAX_PENDING_BYTES",
+                64 * 1024,
+            )
+        ),
     )
 
 
@@ -216,6 +224,7 @@ def run(args: Namespace) -> int:
             max_connections=options.config.concurrency + len(options.config.chains) + 4,
             testnet_type=options.testnet_type,
             cancel=shutdown.hard,
+            max_pending_bytes=options.max_pending_bytes,
         )
         stack.callback(client.close)
         four_eye = None
