@@ -521,3 +521,27 @@ def test_a_pending_id_that_comes_back_changed_is_not_sent(
     assert sent(admin) == {}  # neither the old bytes for the new request, nor a second signature
     assert "different serializedTransaction" in errors(admin)["p1"]
     assert store.journal_get("p1") == journaled
+
+
+def test_refusals_remembered_in_memory_are_bounded(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15 item 8: the in-memory set of refused ids keeps only the newest; a forgotten one is still never signed
+    (the journal remembers it) and not asked about again."""
+    import kms.daemon.loop as loop_module
+
+    monkeypatch.setattr(loop_module, "_REFUSED_MEMORY", 3, raising=False)
+    wallet = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.configure(approval={"default": "deny"})
+    admin.enqueue([pending(f"r{i}", hashes=[wallet]) for i in range(8)])
+    daemon = make_daemon(store, client, four_eye=FourEye(admin.url + "/approval"))
+    try:
+        first = daemon.run_cycle()
+        assert first.outcomes[Outcome.REFUSED] == 8
+        assert list(daemon._refused_this_run) == ["r5", "r6", "r7"]
+        asked = len(admin.state()["approvals"])
+        second = daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert second.outcomes[Outcome.SKIPPED] == 8
+    assert len(admin.state()["approvals"]) == asked and sent(admin) == {}
