@@ -135,8 +135,12 @@ def drain(admin: SandboxAdmin, run: dict[str, Any], tally: Tally, timeout: float
 
 def verdict(state: dict[str, Any], tally: Tally) -> dict[str, int]:
     payloads: dict[str, set[str]] = defaultdict(set)
+    cut_off = 0
     for attempt in state["attempts"]:
-        body = attempt["body"] if isinstance(attempt["body"], dict) else {}
+        body = attempt["body"]
+        if not isinstance(body, dict):  # the daemon was killed while sending it: the sandbox got half a body
+            cut_off += 1
+            continue
         payloads[str(body.get("signatureId"))].add(str(body.get("txData")))
     completed = {item["id"] for item in state["completed"]}
     return {
@@ -148,6 +152,7 @@ def verdict(state: dict[str, Any], tally: Tally) -> dict[str, int]:
         "approved": len(tally.approved),
         "denied": len(tally.denied),
         "broadcast attempts": len(state["attempts"]),
+        "attempts cut off by a kill mid-request": cut_off,
         "ids broadcast": len(payloads),
         "ids with two different payloads": sum(1 for p in payloads.values() if len(p) > 1),
         "approved and broadcast": len(tally.approved & completed),

@@ -100,10 +100,13 @@ class SecretBuffer:
         return not any(self._buf)
 
     def wipe(self) -> None:
+        self._wipe(finalising=False)
+
+    def _wipe(self, *, finalising: bool) -> None:
         if self._buf:
             zero_bytearray(self._buf)
             if self._locked:
-                _munlock(self._buf)
+                _munlock(self._buf, finalising=finalising)
                 self._locked = False
 
     def __enter__(self) -> SecretBuffer:
@@ -116,7 +119,7 @@ class SecretBuffer:
 
     def __del__(self) -> None:
         try:
-            self.wipe()
+            self._wipe(finalising=True)
         except Exception:  # noqa: S110 - interpreter shutdown; nothing sensible to do
             pass
 
@@ -136,6 +139,7 @@ def zero_bytearray(buf: bytearray) -> None:
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _page_locks: dict[int, int] = {}
 _page_lock_guard = threading.Lock()
+_deferred_unlocks: list[range] = []
 
 
 def _pages(buf: bytearray) -> range:
@@ -147,6 +151,7 @@ def _mlock(buf: bytearray) -> bool:
     if _libc is None or not buf:
         return False
     with _page_lock_guard:
+        _release_deferred()
         try:
             if _libc.mlock(ctypes.c_void_p(_address_of(buf)), ctypes.c_size_t(len(buf))) != 0:
                 return False
@@ -157,20 +162,38 @@ def _mlock(buf: bytearray) -> bool:
         return True
 
 
-def _munlock(buf: bytearray) -> None:
+def _munlock(buf: bytearray, *, finalising: bool = False) -> None:
     if _libc is None or not buf:
         return
-    with _page_lock_guard:
-        for page in _pages(buf):
-            remaining = _page_locks.get(page, 1) - 1
-            if remaining > 0:
-                _page_locks[page] = remaining
-                continue
-            _page_locks.pop(page, None)
-            try:
-                _libc.munlock(ctypes.c_void_p(page * _PAGE), ctypes.c_size_t(_PAGE))
-            except (AttributeError, OSError):
-                pass
+    pages = _pages(buf)
+    # A finaliser can run inside _mlock on this very thread (an allocation there triggers the garbage collector), so
+    # it must never wait for the guard: it leaves its pages to whoever takes the guard next.
+    if not _page_lock_guard.acquire(blocking=not finalising):
+        _deferred_unlocks.append(pages)
+        return
+    try:
+        _release_pages(pages)
+        _release_deferred()
+    finally:
+        _page_lock_guard.release()
+
+
+def _release_deferred() -> None:
+    while _deferred_unlocks:
+        _release_pages(_deferred_unlocks.pop())
+
+
+def _release_pages(pages: range) -> None:
+    for page in pages:
+        remaining = _page_locks.get(page, 1) - 1
+        if remaining > 0:
+            _page_locks[page] = remaining
+            continue
+        _page_locks.pop(page, None)
+        try:
+            _libc.munlock(ctypes.c_void_p(page * _PAGE), ctypes.c_size_t(_PAGE))  # type: ignore[union-attr]
+        except (AttributeError, OSError):
+            pass
 
 
 @dataclass(frozen=True)
