@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kms.api import PendingTransaction
@@ -161,6 +161,8 @@ def check_pending_list(scripted: tuple[Scripted, HostileServer], client: TatumCl
 
 @SHORT
 @given(body=pending_bodies)
+@example(body=KNOWN_BOMBS[0].encode())
+@example(body=json.dumps([{**ETH_VECTOR, "hashes": ["w1"], "serializedTransaction": KNOWN_BOMBS[0]}]).encode())
 def test_pending_list(scripted: tuple[Scripted, HostileServer], client: TatumClient, body: bytes) -> None:
     check_pending_list(scripted, client, body)
 
@@ -228,6 +230,14 @@ SIGNING_CASES = {
 def test_serialized_transaction(family: str, data: st.DataObject) -> None:
     strategy, sign = SIGNING_CASES[family]
     only_own_errors(sign(data.draw(strategy)))
+
+
+@pytest.mark.parametrize("bomb", KNOWN_BOMBS, ids=["arrays", "objects"])
+@pytest.mark.parametrize("family", SIGNING_CASES)
+def test_serialized_transaction_known_bombs(family: str, bomb: str) -> None:
+    """The attack's inputs, every run (Hypothesis may not draw them among its 60)."""
+    serialized = BCH_TX.split(":")[0] + ":" + bomb if family == "bch" else bomb
+    only_own_errors(SIGNING_CASES[family][1](serialized))
 
 
 @pytest.mark.fuzz
