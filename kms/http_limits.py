@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -140,23 +140,37 @@ class _LimitedBody(httpx.SyncByteStream):
         self._max_bytes = max_bytes
         self._deadline = deadline
         self._request = request
+        self._active: Generator[bytes, None, None] | None = None
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Generator[bytes, None, None]:
+        self._active = self._chunks()
+        return self._active
+
+    def _chunks(self) -> Generator[bytes, None, None]:
         received = 0
         chunks = iter(self._inner)
-        while True:
-            with deadline_scope(self._deadline):
-                if time.monotonic() >= self._deadline:
-                    raise DeadlineExceededError("the answer did not arrive in time", request=self._request)
-                chunk = next(chunks, None)
-            if chunk is None:
-                return
-            received += len(chunk)
-            if received > self._max_bytes:
-                raise ResponseTooLargeError(f"answer larger than {self._max_bytes} bytes", request=self._request)
-            yield chunk
+        try:
+            while True:
+                with deadline_scope(self._deadline):
+                    if time.monotonic() >= self._deadline:
+                        raise DeadlineExceededError("the answer did not arrive in time", request=self._request)
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    return
+                received += len(chunk)
+                if received > self._max_bytes:
+                    raise ResponseTooLargeError(f"answer larger than {self._max_bytes} bytes", request=self._request)
+                yield chunk
+        finally:
+            # Finish httpcore's body generator now: left to the garbage collector, its cleanup takes the connection
+            # pool's lock at whatever moment the collector runs, possibly inside the pool holding that same lock.
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def close(self) -> None:
+        if self._active is not None:  # a reader that stopped early: finish the generators here, not in the collector
+            self._active.close()
         close = getattr(self._inner, "close", None)
         if close is not None:
             close()
