@@ -589,3 +589,28 @@ def test_held_and_poisoned_ids_are_neither_signed_nor_sent(
     assert {e.pending_id: e.status for e in store.journal.entries()} == {
         "held-1": "held", "poisoned-1": "poisoned", "ok-1": "broadcast",
     }  # fmt: skip
+
+
+def test_refusals_remembered_in_memory_are_bounded(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15 item 8: the in-memory set of refused ids keeps only the newest; a forgotten one is still never signed
+    (the journal remembers it) and not asked about again."""
+    import kms.daemon.loop as loop_module
+
+    monkeypatch.setattr(loop_module, "_REFUSED_MEMORY", 3, raising=False)
+    wallet = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.configure(approval={"default": "deny"})
+    admin.enqueue([pending(f"r{i}", hashes=[wallet]) for i in range(8)])
+    daemon = make_daemon(store, client, four_eye=FourEye(admin.url + "/approval"))
+    try:
+        first = daemon.run_cycle()
+        assert first.outcomes[Outcome.REFUSED] == 8
+        remembered = list(daemon._refused_this_run)  # the newest three (refusals come in concurrently, in any order)
+        assert len(remembered) == 3 and set(remembered) <= {f"r{i}" for i in range(8)}
+        asked = len(admin.state()["approvals"])
+        second = daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert second.outcomes[Outcome.SKIPPED] == 8
+    assert len(admin.state()["approvals"]) == asked and sent(admin) == {}

@@ -160,3 +160,11 @@ def test_in_flight_caps_from_flags_settings_and_defaults() -> None:
         options("--testnet", "--max-in-flight-per-sender", "0")
     with pytest.raises(UsageError, match="--max-in-flight must be a number"):
         options("--testnet", settings={**SETTINGS, "TATUM_KMS_MAX_IN_FLIGHT": "many"})
+
+
+def test_pending_list_cap_setting() -> None:
+    assert options("--testnet").max_pending_bytes == 64 * 1024 * 1024
+    got = options("--testnet", settings={**SETTINGS, "TATUM_KMS_MAX_PENDING_BYTES": "2000000"})
+    assert got.max_pending_bytes == 2_000_000
+    with pytest.raises(UsageError, match="TATUM_KMS_MAX_PENDING_BYTES must be at least"):
+        options("--testnet", settings={**SETTINGS, "TATUM_KMS_MAX_PENDING_BYTES": "100"})

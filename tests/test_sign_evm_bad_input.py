@@ -80,7 +80,7 @@ def test_the_good_transaction_signs(signatures_made: list[str]) -> None:
         ("[1, 2]", "not a JSON object"),
         ('{"to": NaN}', "not valid JSON"),
         ('{"value": "1", "nonce": 1, "value": "1000000"}', "repeats the field 'value'"),
-        ("{" * 5000 + "}" * 5000, "not valid JSON"),
+        ("{" * 5000 + "}" * 5000, "nested too deeply"),
         (json.dumps({**GOOD, "data": "0x" + "00" * 600_000}), "too large"),
     ],
     ids=["empty", "text", "array", "nan", "duplicate", "deep", "huge"],

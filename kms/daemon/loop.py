@@ -42,6 +42,8 @@ log = logging.getLogger("kms.daemon")
 
 AuditSink = Callable[[Mapping[str, object]], object]
 _REPORTED_MEMORY = 100_000
+# Refusals remembered in memory (the journal keeps them all; this only saves asking it): the oldest are forgotten.
+_REFUSED_MEMORY = 100_000
 
 
 class DaemonStore(WalletSource, JournalStore, Protocol):
@@ -162,7 +164,7 @@ class Daemon:
             max_workers=max(1, min(len(config.chains), 32)), thread_name_prefix="kms-poll"
         )
         self._inflight: set[str] = set()
-        self._refused_this_run: set[str] = set()
+        self._refused_this_run: OrderedDict[str, None] = OrderedDict()
         self._reported: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
         self._audit_broken = False
@@ -408,7 +410,8 @@ class Daemon:
         if entry.state is State.NEW and chain.signer is None:
             raise _Failure("unsupported", _unsupported(chain))
         if self.four_eye is not None and not self._approved(pending, report, txlog, entry.state, trail):
-            return Outcome.REFUSED if pending.id in self._refused_this_run else Outcome.UNAVAILABLE
+            refused = trail.record["fourEye"]["verdict"] == Verdict.REFUSED.value  # type: ignore[index]
+            return Outcome.REFUSED if refused else Outcome.UNAVAILABLE
         landed_id: str | None = None
         if entry.state is State.SIGNED and entry.tx_data is not None:
             signed, landed_id, outcome = self._resume(pending, chain, entry, txlog, trail)
@@ -501,7 +504,9 @@ class Daemon:
         if decision.verdict is Verdict.REFUSED:
             txlog.warning("four-eye approval refused (%s); not signed and not asked again", decision.reason)
             with self._lock:
-                self._refused_this_run.add(pending.id)
+                self._refused_this_run[pending.id] = None
+                while len(self._refused_this_run) > _REFUSED_MEMORY:
+                    self._refused_this_run.popitem(last=False)
             if state is State.NEW:
                 self._stage("journal", lambda: self.journal.record_refused(pending.id, pending.chain))
             self.metrics.four_eye_rejected(pending.chain)

@@ -13,7 +13,7 @@ from kms.chains import signer_setting_names, supported_codes
 from kms.chains.base import SignerSettings
 from kms.daemon.model import DEFAULTS, DaemonConfig
 from kms.errors import UsageError
-from kms.tatum.client import DEFAULT_API_URL
+from kms.tatum.client import DEFAULT_API_URL, DEFAULT_MAX_PENDING_BYTES
 
 INSECURE_EXTERNAL_URL_FLAG = "--allow-insecure-external-url"
 
@@ -39,6 +39,8 @@ class DaemonOptions:
     """--socket: serve the unseal socket here (also without --sealed, so that 'kms seal' works)."""
     signer_settings: SignerSettings = field(default_factory=SignerSettings)
     """The settings chain signers take (TATUM_KMS_VET_NODE_URL, TATUM_KMS_FLOW_NODE_URL), checked here."""
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    """TATUM_KMS_MAX_PENDING_BYTES: the cap on one pending-list answer (sized for 25,000 ids)."""
 
 
 def _number(value: object, flag: str, minimum: float, maximum: float | None = None) -> float:
@@ -230,4 +232,11 @@ def options_from_args(args: object, settings: Mapping[str, str]) -> DaemonOption
         sealed=bool(getattr(args, "sealed", False)),
         socket=_socket(args),
         signer_settings=SignerSettings.of(settings, signer_setting_names()),
+        max_pending_bytes=int(
+            _number(
+                settings.get("TATUM_KMS_MAX_PENDING_BYTES") or DEFAULT_MAX_PENDING_BYTES,
+                "TATUM_KMS_MAX_PENDING_BYTES",
+                64 * 1024,
+            )
+        ),
     )

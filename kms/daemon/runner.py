@@ -125,6 +125,7 @@ def _build_daemon(running: _Run) -> Daemon:
         max_connections=config.concurrency + len(config.chains) + 4,
         testnet_type=options.testnet_type,
         cancel=running.shutdown.hard,
+        max_pending_bytes=options.max_pending_bytes,
     )
     stack.callback(client.close)
     four_eye = None

@@ -13,7 +13,7 @@ from typing import Any
 from kms.sandbox.solana import SolanaNode
 
 APPROVAL_VERDICTS = ("approve", "deny", "notfound", "error", "timeout")
-FAULT_KINDS = ("status", "reset", "malformed", "wrongshape", "delay")
+FAULT_KINDS = ("status", "reset", "malformed", "wrongshape", "delay", "trickle")
 
 
 @dataclass
@@ -21,7 +21,8 @@ class FaultRule:
     """Applies to requests whose path starts with ``path`` (and method / body signatureId, when given), ``times``
     times (-1: always). ``status`` answers with that status (``retryAfter`` adds the header); ``reset`` drops the
     connection with a TCP reset; ``malformed`` answers 200 with a body that is not JSON; ``wrongshape`` answers 200
-    with JSON of the wrong shape; ``delay`` waits ``seconds`` and then serves the request normally."""
+    with JSON of the wrong shape; ``delay`` waits ``seconds`` and then serves the request normally; ``trickle``
+    serves the request normally but sends the answer one byte every ``seconds``."""
 
     kind: str
     path: str = "/v3/"
@@ -88,6 +89,9 @@ class SandboxState:
     """Count like a node: an account's transaction count is its configured nonce plus the accepted EVM broadcasts
     that follow it without a gap (off: the configured nonce, always)."""
     accepted_nonces: dict[str, set[int]] = field(default_factory=dict)
+    nonce_step: int = 0
+    """Added to an address's nonce after every look-up of it: a signer that looks twice gets two answers (a re-sign
+    after a crash would make a different payload)."""
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     completed: dict[str, dict[str, Any]] = field(default_factory=dict)
     broadcasts: list[dict[str, Any]] = field(default_factory=list)
@@ -146,6 +150,8 @@ class SandboxState:
                 self.chain_ids.update({str(k): int(v) for k, v in raw["chainIds"].items()})
             if "estimateGas" in raw:
                 self.estimate_gas = int(raw["estimateGas"])
+            if "nonceStep" in raw:
+                self.nonce_step = int(raw["nonceStep"])
             if "nonces" in raw:
                 self.nonces.update({str(k).lower(): int(v) for k, v in raw["nonces"].items()})
             if "nodeNonces" in raw:
@@ -171,6 +177,7 @@ class SandboxState:
                     "peakInflight": dict(self.peak_inflight),
                     "approval": {"default": self.approval_default, "ids": self.approval_overrides},
                     "latency": self.latency,
+                    "nonceStep": self.nonce_step,
                 }
             ) | {"solana": self.solana.snapshot()}
 
@@ -274,6 +281,8 @@ class SandboxState:
     def nonce(self, address: str) -> int:
         with self.lock:
             count = self.nonces.get(address.lower(), 0)
+            if self.nonce_step:
+                self.nonces[address.lower()] = count + self.nonce_step
             accepted = self.accepted_nonces.get(address.lower(), set())
             while count in accepted:
                 count += 1
