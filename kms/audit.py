@@ -33,7 +33,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from kms.errors import KmsError, UsageError
+from kms.errors import AuditLogError, UsageError
 from kms.hygiene import SecretBuffer
 
 GENESIS_HASH = "0" * 64
@@ -44,10 +44,6 @@ _HKDF_INFO = b"kms audit-log HMAC-SHA256 v1"
 _RESERVED = frozenset({"seq", "time", "prev", "hmac"})
 _TAIL_BLOCK = 64 * 1024
 _MAX_RECORD = 16 * 1024 * 1024
-
-
-class AuditLogError(KmsError):
-    """The audit log cannot be opened or appended to (its message names the file, never a secret)."""
 
 
 @dataclass(frozen=True)
@@ -403,7 +399,6 @@ __all__ = [
     "HMAC_KEY_FILE_SETTING",
     "HMAC_KEY_SETTING",
     "AuditLog",
-    "AuditLogError",
     "AuditVerification",
     "derive_hmac_key",
     "hmac_key_from_settings",

@@ -15,11 +15,10 @@ from pathlib import Path
 from backends import PasswordProvider, get_provider
 from backends.base import backend_from_flags
 from kms import settings as settings_mod
-from kms.errors import StoreError
+from kms.errors import StoreError, StoreMissingError
 from kms.hygiene import SecretBuffer
 from kms.store import DEFAULT_STORE_PATH, WalletStore
 from kms.store.backend import StoreBackend
-from kms.store.errors import StoreMissingError
 from kms.store_location import open_location, store_location
 
 # Explicit opt-in for test suites and demos: a store made with a deliberately cheap KDF. Never the default.

@@ -14,16 +14,8 @@ from typing import Any
 
 import pytest
 
-from kms.audit import (
-    GENESIS_HASH,
-    AuditLog,
-    AuditLogError,
-    derive_hmac_key,
-    hmac_key_from_settings,
-    line_hash,
-    verify_file,
-)
-from kms.errors import UsageError
+from kms.audit import GENESIS_HASH, AuditLog, derive_hmac_key, hmac_key_from_settings, line_hash, verify_file
+from kms.errors import AuditLogError, UsageError
 from kms.hygiene import SecretBuffer
 
 REPO = Path(__file__).resolve().parents[1]

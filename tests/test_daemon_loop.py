@@ -20,9 +20,9 @@ from kms.chains import get_chain
 from kms.chains.base import Chain
 from kms.chains.evm import evm_signer
 from kms.daemon.four_eye import FourEye, Verdict
-from kms.daemon.keys import NO_KEYS, KeyResolutionError, resolve_keys
+from kms.daemon.keys import NO_KEYS, resolve_keys
 from kms.daemon.loop import Daemon, DaemonConfig, Outcome
-from kms.errors import KmsError
+from kms.errors import KeyResolutionError, KmsError
 from kms.hygiene import SecretBuffer
 from kms.metrics import DaemonMetrics
 from kms.sandbox import Sandbox, SandboxAdmin

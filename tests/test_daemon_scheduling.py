@@ -20,11 +20,10 @@ from kms.daemon.journal import GroupCommit
 from kms.daemon.loop import DaemonConfig, Outcome
 from kms.daemon.nonces import SenderNonces
 from kms.daemon.pipeline import Dispatcher, Kind, Limits, SenderLane, lanes_of
-from kms.errors import SigningError
+from kms.errors import JournalConflictError, SigningError
 from kms.metrics import DaemonMetrics
 from kms.sandbox import SandboxAdmin
 from kms.store import WalletStore
-from kms.store.errors import JournalConflictError
 from kms.store.journal import SignedPayload
 from kms.tatum import TatumClient
 from tests.test_daemon_loop import (  # noqa: F401

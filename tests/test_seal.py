@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from kms.errors import WrongPasswordError
+from kms.errors import SealError, WrongPasswordError
 from kms.hygiene import SecretBuffer
 from kms.seal import (
     PeerCredentials,
     SealedGate,
-    SealError,
     UnlockThrottle,
     default_socket_path,
     delay_after,
@@ -301,7 +300,8 @@ UNLOCK_AS_CLIENT = textwrap.dedent(
     """
     import sys
     from kms.hygiene import SecretBuffer
-    from kms.seal import unlock, SealError
+    from kms.seal import unlock
+    from kms.errors import SealError
     try:
         unlock(sys.argv[1], SecretBuffer(b"correct horse battery staple"))
     except SealError as exc:

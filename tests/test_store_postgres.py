@@ -10,12 +10,18 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from kms.errors import LimitExceededError, TamperedRecordError, UsageError, WrongPasswordError
+from kms.errors import (
+    ClaimLostError,
+    LimitExceededError,
+    StoreUnavailableError,
+    TamperedRecordError,
+    UsageError,
+    WrongPasswordError,
+)
 from kms.hygiene import SecretBuffer
 from kms.store import KdfParams, WalletStore
 from kms.store.backend import open_backend
 from kms.store.claims import Claims
-from kms.store.errors import ClaimLostError, StoreUnavailableError
 from kms.store.postgres import PostgresBackend, from_location
 from kms.store.replicas import Membership, owner, share
 from kms.store_location import database_credentials, database_settings, open_location

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from kms.api import PendingTransaction
 from kms.chains.base import KIND_MNEMONIC, Chain
-from kms.errors import SigningError, WalletNotFoundError
+from kms.errors import KeyResolutionError, WalletNotFoundError
 from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
 from kms.store.model import StoredWallet
@@ -55,10 +55,6 @@ NO_KEYS = (
     "Wallets with requested private keys were not found. Most likely mnemonic-based wallet was used without index "
     f"parameter {DOCS}"
 )
-
-
-class KeyResolutionError(SigningError):
-    """The pending transaction's wallets cannot give the keys it asks for; nothing was signed."""
 
 
 def _secret_of(wallet: StoredWallet) -> tuple[str, SecretBuffer]:

@@ -30,12 +30,11 @@ from kms.daemon.keys import WalletSource, resolve_keys, wipe_all
 from kms.daemon.model import CycleReport, DaemonConfig, Outcome
 from kms.daemon.nonces import SenderNonces
 from kms.daemon.pipeline import Dispatcher, Kind, Limits, SenderKey, SenderLane, lanes_of
-from kms.errors import KmsError, TatumApiError
+from kms.errors import ClaimLostError, JournalConflictError, KmsError, TatumApiError
 from kms.keys import KeyHandle
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
 from kms.signing.base import NonceSigner, OrderFree, RecoveringSubmitter, Recovery, SignedTransaction, Signer, Submitter
-from kms.store.errors import ClaimLostError, JournalConflictError
 from kms.tatum.client import MAX_SIGNATURE_IDS, TatumClient
 
 log = logging.getLogger("kms.daemon")

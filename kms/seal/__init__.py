@@ -14,10 +14,11 @@ The daemon builds a ``SealedGate`` with a verifier ("try to open the store with 
 sent from one without a copy on the client's; both ends wipe it.
 """
 
+from kms.errors import SealError
 from kms.seal.client import is_sealed, seal, server_allowed, trusted_uids, unlock
 from kms.seal.gate import SealedGate, peer_allowed
 from kms.seal.paths import default_socket_path
-from kms.seal.protocol import PeerCredentials, SealError, peer_credentials
+from kms.seal.protocol import PeerCredentials, peer_credentials
 from kms.seal.throttle import UnlockThrottle, delay_after
 
 __all__ = [

@@ -15,7 +15,7 @@ import socket
 import stat
 from pathlib import Path
 
-from kms.errors import WrongPasswordError
+from kms.errors import SealError, WrongPasswordError
 from kms.hygiene import SecretBuffer
 from kms.seal.protocol import (
     ANSWER_ERROR,
@@ -27,7 +27,6 @@ from kms.seal.protocol import (
     OP_STATUS,
     OP_UNLOCK,
     PeerCredentials,
-    SealError,
     directory_problem,
     peer_credentials,
     recv_exact,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from kms.errors import KmsError, WrongPasswordError
+from kms.errors import KmsError, SealError, WrongPasswordError
 from kms.hygiene import SecretBuffer
 from kms.seal.protocol import (
     ANSWER_ERROR,
@@ -31,7 +31,6 @@ from kms.seal.protocol import (
     OP_STATUS,
     OP_UNLOCK,
     PeerCredentials,
-    SealError,
     directory_problem,
     peer_credentials,
     recv_exact,

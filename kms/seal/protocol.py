@@ -17,8 +17,6 @@ import stat
 import struct
 from dataclasses import dataclass
 
-from kms.errors import KmsError
-
 OP_UNLOCK = b"U"
 OP_SEAL = b"S"
 OP_STATUS = b"?"
@@ -30,10 +28,6 @@ MAX_PASSWORD = 64 * 1024
 MAX_MESSAGE = 1024
 HEADER = struct.Struct(">cI")
 _UCRED = struct.Struct("3i")
-
-
-class SealError(KmsError):
-    """The unseal socket could not be used: nothing listening, unsafe permissions, refused peer, bad answer."""
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,7 @@ Rotation (rotation.py) and SigningJournal (journal.py). acquire_daemon_lock (loc
 
 from __future__ import annotations
 
-from kms.store.crypto import KdfParams
-from kms.store.errors import (
+from kms.errors import (
     DaemonLockedError,
     ImportConflictError,
     InvalidWalletError,
@@ -16,6 +15,7 @@ from kms.store.errors import (
     StoreMissingError,
     WeakKdfError,
 )
+from kms.store.crypto import KdfParams
 from kms.store.format import MAX_WALLETS_PER_CHAIN
 from kms.store.journal import DEFAULT_RETENTION_DAYS, JournalEntry, JournalState, SigningJournal
 from kms.store.lock import DaemonLock, acquire_daemon_lock

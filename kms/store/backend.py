@@ -36,7 +36,7 @@ class Cursor(Protocol):
 @runtime_checkable
 class StoreConnection(Protocol):
     """One connection. SQL is portable (``?`` placeholders, ON CONFLICT upserts, a ``rowid`` column for order);
-    driver errors come out as kms.errors.StoreError (kms.store.errors.DuplicateKeyError for a unique-key clash,
+    driver errors come out as kms.errors.StoreError (kms.errors.DuplicateKeyError for a unique-key clash,
     StoreUnavailableError when the server cannot be reached)."""
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor: ...

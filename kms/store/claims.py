@@ -9,8 +9,8 @@ payload and re-broadcasts those bytes, never a fresh signature. All times are th
 
 from __future__ import annotations
 
+from kms.errors import ClaimLostError
 from kms.store.database import Database
-from kms.store.errors import ClaimLostError
 from kms.store.journal import check_pending_id
 
 DEFAULT_LEASE_S = 60.0

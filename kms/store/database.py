@@ -9,11 +9,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from kms.errors import NotAStoreError, StoreError, UpstreamStoreError, UsageError, WrongPasswordError
+from kms.errors import (
+    NotAStoreError,
+    StoreError,
+    StoreMissingError,
+    StoreUnavailableError,
+    UpstreamStoreError,
+    UsageError,
+    WeakKdfError,
+    WrongPasswordError,
+)
 from kms.hygiene import SecretBuffer
 from kms.store.backend import StoreBackend, StoreConnection
 from kms.store.crypto import KdfParams, RecordCipher, derive_kek, new_data_key, random_bytes, unwrap_key, wrap_key
-from kms.store.errors import StoreMissingError, StoreUnavailableError, WeakKdfError
 from kms.store.format import FORMAT_VERSION, MAGIC, header_aad
 from kms.store.sqlite import check_placement, fsync_path, probe  # noqa: F401 - the file helpers' old home
 

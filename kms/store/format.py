@@ -10,8 +10,8 @@ import re
 import struct
 from collections.abc import Mapping
 
+from kms.errors import InvalidWalletError
 from kms.hygiene import SecretBuffer
-from kms.store.errors import InvalidWalletError
 
 MAGIC = "kms-wallet-store"
 FORMAT_VERSION = 1

@@ -36,8 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kms.errors import StoreError
-from kms.store.errors import JournalConflictError, JournalStateError
+from kms.errors import JournalConflictError, JournalStateError, StoreError
 
 if TYPE_CHECKING:
     from kms.store.backend import StoreConnection

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from kms.errors import StoreError
-from kms.store.errors import DaemonLockedError
+from kms.errors import DaemonLockedError, StoreError
 
 _MAX_HOLDER_BYTES = 1024
 

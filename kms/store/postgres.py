@@ -24,9 +24,16 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
-from kms.errors import KmsError, LimitExceededError, StoreError, UsageError
+from kms.errors import (
+    ClaimLostError,
+    DuplicateKeyError,
+    KmsError,
+    LimitExceededError,
+    StoreError,
+    StoreUnavailableError,
+    UsageError,
+)
 from kms.store.backend import CredentialSource, Cursor, StoreConnection
-from kms.store.errors import ClaimLostError, DuplicateKeyError, StoreUnavailableError
 from kms.store.format import KINDS, MAGIC, MAX_WALLETS_PER_CHAIN
 from kms.store.journal import PAYLOAD_STATES, JournalState
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from kms.errors import TamperedRecordError, UsageError
+from kms.errors import TamperedRecordError, UsageError, WeakKdfError
 from kms.hygiene import SecretBuffer
 from kms.store.crypto import KdfParams, RecordCipher, derive_kek, new_data_key, random_bytes, wrap_key
 from kms.store.database import Database, PasswordChange, Txn
-from kms.store.errors import WeakKdfError
 from kms.store.format import FORMAT_VERSION, header_aad, row_aad
 
 _ROTATION_BATCH = 1000

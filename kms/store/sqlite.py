@@ -12,11 +12,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from kms.errors import KmsError, StoreError, UsageError
+from kms.errors import DuplicateKeyError, KmsError, StoreError, UsageError
 from kms.settings import private_file_problem
 from kms.store import journal as journal_schema
 from kms.store.backend import CredentialSource, Cursor, StoreConnection
-from kms.store.errors import DuplicateKeyError
 from kms.store.format import APPLICATION_ID, SCHEMA, SQLITE_HEADER
 from kms.store.upstream import looks_like_upstream
 

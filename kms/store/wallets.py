@@ -6,12 +6,19 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from kms.errors import LimitExceededError, StoreError, TamperedRecordError, WalletNotFoundError
+from kms.errors import (
+    DuplicateKeyError,
+    ImportConflictError,
+    InvalidWalletError,
+    LimitExceededError,
+    StoreError,
+    TamperedRecordError,
+    WalletNotFoundError,
+)
 from kms.hygiene import SecretBuffer
 from kms.store.backend import StoreConnection
 from kms.store.crypto import RecordCipher
 from kms.store.database import Database, Txn
-from kms.store.errors import DuplicateKeyError, ImportConflictError, InvalidWalletError
 from kms.store.format import (
     MAX_WALLETS_PER_CHAIN,
     check_fields,

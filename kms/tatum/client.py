@@ -23,9 +23,8 @@ import httpx
 from kms import __version__
 from kms.api import PendingTransaction
 from kms.bounded_json import loads_bounded
-from kms.errors import UntrustedJsonError
+from kms.errors import MalformedResponseError, TatumHttpError, TatumUnavailableError, UntrustedJsonError
 from kms.http_limits import CompressedAnswerError, HttpLimits, LimitedTransport, ResponseTooLargeError
-from kms.tatum.errors import MalformedResponseError, TatumHttpError, TatumUnavailableError
 from kms.tatum.gateway import TatumGateway
 from kms.tatum.pending import Rejected, parse_pending, parse_pending_list
 from kms.tatum.proxy import transport_for
