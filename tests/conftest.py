@@ -1,11 +1,24 @@
+"""What every test package shares: the upstream vectors and fixtures kept in ``tests/data``, a store with a
+deliberately cheap KDF, the in-process Tatum API sandbox, and the markers.
+
+Markers: ``e2e`` (everything under ``tests/e2e``: real external programs — anvil, Litecoin Core, Prometheus) and
+``slow`` (the modules in ``SLOW_MODULES``: real daemon, sandbox or store processes, kills and restarts). The quick
+run is ``pytest -m "not slow and not e2e"``; the README's test command runs everything but ``fuzz`` (the long
+Hypothesis runs, only with ``pytest -m fuzz``).
+"""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kms.hygiene import SecretBuffer
+from kms.sandbox import Sandbox, SandboxAdmin
+from kms.store import KdfParams, WalletStore
 from tests.servers.postgres import postgres_server, postgres_url  # noqa: F401 - session fixtures
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,9 +28,75 @@ VECTORS = DATA / "vectors"
 FIXTURES = DATA / "fixtures"
 """An upstream-format wallet.dat, its password and its decrypted contents."""
 
+SLOW_MODULES = frozenset(
+    {
+        "tests/cli/test_cli.py",
+        "tests/cli/test_cli_first_run.py",
+        "tests/cli/test_progress.py",
+        "tests/cli/test_no_leaks.py",
+        "tests/cli/test_demo.py",
+        "tests/daemon/test_daemon.py",
+        "tests/daemon/test_daemon_pipeline.py",
+        "tests/daemon/test_daemon_replicas.py",
+        "tests/daemon/test_logs.py",
+        "tests/seal/test_seal_processes.py",
+        "tests/seal/test_daemon_seal.py",
+        "tests/store/test_cli_crash.py",
+        "tests/store/test_store_processes.py",
+        "tests/store/test_store_postgres.py",
+        "tests/store/test_store_copy.py",
+        "tests/tatum/test_http_limits.py",
+        "tests/tatum/test_nesting_bombs.py",
+        "tests/ops/test_monitoring.py",
+        "tests/ops/test_ops_k8s.py",
+        "tests/ops/test_ops_ha.py",
+    }
+)
+"""Modules whose tests start real processes (daemons, sandboxes, PostgreSQL, kubectl) or wait out deadlines."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "fuzz" not in (config.option.markexpr or ""):
+        # The long Hypothesis runs only when asked for by name (pytest -m fuzz), whatever else -m selects.
+        fuzz = [item for item in items if item.get_closest_marker("fuzz")]
+        if fuzz:
+            config.hook.pytest_deselected(items=fuzz)
+            items[:] = [item for item in items if not item.get_closest_marker("fuzz")]
+    for item in items:
+        where = Path(str(item.fspath)).resolve().relative_to(REPO).as_posix()
+        if where.startswith("tests/e2e/"):
+            item.add_marker(pytest.mark.e2e)
+        if where in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 def load_vectors(name: str) -> list[dict[str, Any]]:
     path = VECTORS / name
     if not path.exists():
         pytest.fail(f"test vectors missing: {path}")
     return json.loads(path.read_text())
+
+
+def open_fast_store(path: Path, password: bytes = b"pw", *, create: bool = True) -> WalletStore:
+    """A store under the deliberately cheap test KDF (never a default: the store refuses it unless told)."""
+    return WalletStore.open(
+        path, SecretBuffer(password), create=create, kdf=KdfParams.insecure_for_tests(), allow_weak_kdf=True
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[WalletStore]:
+    with open_fast_store(tmp_path / "w.db") as opened:
+        yield opened
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as running:
+        yield running
+
+
+@pytest.fixture
+def admin(sandbox: Sandbox) -> Iterator[SandboxAdmin]:
+    with SandboxAdmin(sandbox.url) as connected:
+        yield connected
