@@ -24,7 +24,9 @@ from kms.chains.base import Chain, loaded_signer
 from kms.daemon.four_eye import FourEye, Verdict
 from kms.daemon.journal import Entry, Journal, JournalStore, State
 from kms.daemon.keys import WalletSource, resolve_keys, wipe_all
+from kms.daemon.maintenance import Maintenance
 from kms.daemon.model import CycleReport, DaemonConfig, Outcome
+from kms.daemon.quarantine import InFlight, NoInFlight
 from kms.errors import KmsError, TatumApiError
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
@@ -117,6 +119,8 @@ class Daemon:
         stop: threading.Event | None = None,
         seal: SealState | None = None,
         replica: Replica | None = None,
+        inflight: InFlight | None = None,
+        maintenance: Maintenance | None = None,
     ) -> None:
         if config.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -133,6 +137,8 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.seal = seal
         self.replica = replica
+        self.inflight: InFlight | NoInFlight = inflight or NoInFlight()
+        self.maintenance = maintenance or Maintenance(store, client.report_errors, self.inflight)
         self.cycle_lock = threading.Lock()
         """Held for the length of a cycle; sealing takes it so the keys are never dropped under a running cycle."""
         self.journal = Journal(store)
@@ -174,6 +180,7 @@ class Daemon:
                 if self.seal is not None and self.seal.sealed:
                     continue
                 try:
+                    self.maintenance.before_cycle()  # start-up work first; a failure there runs no cycle
                     self.last_report = self.run_cycle()
                 except Exception as exc:  # the loop must survive anything one cycle throws
                     log.error("cycle failed (%s); continuing", type(exc).__name__)
@@ -311,6 +318,9 @@ class Daemon:
         trail = _Trail(pending)
         outcome = Outcome.FAILED
         try:
+            self.inflight.enter(
+                pending
+            )  # durably in flight: a process death here quarantines it (kms.daemon.quarantine)
             outcome = self._process(pending, report, txlog, trail)
         except ClaimLostError as exc:  # another replica has it now; it sends the journaled bytes if any
             txlog.warning("%s", exc)
@@ -331,6 +341,7 @@ class Daemon:
                 msg = f"internal error ({type(exc).__name__}) after signing; the journaled transaction is sent again"
             self._fail(pending, report, txlog, trail, "internal", msg)
         finally:
+            self.inflight.leave(pending.id)
             with self._lock:
                 self._inflight.discard(pending.id)
             if self.replica is not None:

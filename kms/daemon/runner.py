@@ -16,6 +16,7 @@ from kms import session
 from kms.daemon.four_eye import FourEye
 from kms.daemon.loop import AuditSink, Daemon
 from kms.daemon.options import DaemonOptions, options_from_args
+from kms.daemon.quarantine import InFlight, inflight_directory
 from kms.daemon.replication import Replication, exclusive_lock, lease_from
 from kms.daemon.shutdown import Shutdown
 from kms.metrics import DaemonMetrics, Metrics, NullMetrics
@@ -147,12 +148,20 @@ def _build_daemon(running: _Run) -> Daemon:
         stop=running.shutdown.stop,
         seal=running.control,
         replica=running.replica,
+        inflight=InFlight(inflight_directory(running.settings, _store_file(running.control.path))),
     )
     if running.replica is not None:
         running.replica.start()
         stack.callback(running.replica.stop)
     running.control.bind_cycle_lock(lambda: daemon.cycle_lock)
     return daemon
+
+
+def _store_file(location: object) -> Path | None:
+    if isinstance(location, Path):
+        return location
+    path = getattr(location, "path", None)
+    return path if isinstance(path, Path) else None
 
 
 def _start_gate(running: _Run, sealed_start: bool) -> None:
