@@ -15,12 +15,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from typing import Any, Protocol
 
 from kms.api import NodeGateway, PendingTransaction
 from kms.chains import get_chain
 from kms.chains.base import Chain, loaded_signer
+from kms.daemon.deadline import abandon_late, cycle_left, past_deadline
 from kms.daemon.four_eye import FourEye, Verdict
 from kms.daemon.journal import Entry, Journal, JournalStore, State
 from kms.daemon.keys import WalletSource, resolve_keys, wipe_all
@@ -196,13 +197,16 @@ class Daemon:
         self._update_wallet_gauge()
         with self._lock:
             self._polls_answered = self._polls_failed = 0
+        report.deadline = started + self.config.cycle_deadline
         polls = [self._poll_pool.submit(self._poll_chain, code, report) for code in self.config.chains]
         work: list[Future[list[Outcome]]] = []
-        for done in as_completed(polls):
-            for queue in _by_sender(done.result()):
-                work.append(self._tx_pool.submit(self._process_queue, queue, report))
-        for future in work:
-            future.result()
+        try:
+            for done in as_completed(polls, timeout=cycle_left(report)):
+                for queue in _by_sender(done.result()):
+                    work.append(self._tx_pool.submit(self._process_queue, queue, report))
+        except TimeoutError:
+            log.warning("cycle deadline: a chain's poll did not finish; its transactions wait for a later cycle")
+        abandon_late(report, wait(work, timeout=cycle_left(report)).not_done, self.metrics)
         self._report_errors(report)
         report.seconds = time.monotonic() - started
         self.metrics.observe_cycle(report.seconds)
@@ -307,6 +311,8 @@ class Daemon:
         wanted = self.config.transaction_ids
         if wanted is not None and pending.id not in wanted:
             log.info("Tx processing skipped: %s. Expected one of: %s", pending.id, ", ".join(sorted(wanted)))
+            return Outcome.SKIPPED
+        if past_deadline(report):  # started after the cycle's deadline: left for the next cycle, untouched
             return Outcome.SKIPPED
         with self._lock:
             if pending.id in self._inflight or pending.id in self._refused_this_run:

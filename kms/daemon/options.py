@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -182,6 +182,8 @@ def options_from_args(args: object, settings: Mapping[str, str]) -> DaemonOption
     testnet = bool(getattr(args, "testnet", False))
     external_url, method = _external_url(args, testnet)
     config = _daemon_config(args, testnet)
+    deadline = settings.get("TATUM_KMS_CYCLE_DEADLINE") or DEFAULTS.cycle_deadline
+    config = replace(config, cycle_deadline=_number(deadline, "TATUM_KMS_CYCLE_DEADLINE", 1))
     four_eye_timeout = settings.get("TATUM_KMS_EXTERNAL_URL_TIMEOUT") or DEFAULTS.four_eye_timeout
     shutdown_timeout = getattr(args, "shutdownTimeout", None) or DEFAULTS.shutdown_timeout
     return DaemonOptions(
