@@ -1,14 +1,17 @@
-"""What the daemon does around its cycles rather than in them: at start (once the store is open) it quarantines the
-pending ids that took the last process down, and before every cycle it reports poisoned ids that were not reported
-yet (once each, through the batch error endpoint)."""
+"""What the daemon does around its cycles rather than in them. At start (once the store is open): quarantine the
+pending ids that took the last process down, and hold the ids the audit log shows signed but the journal does not know
+(kms.daemon.reconcile). Before every cycle: report poisoned ids not reported yet (once each, through the batch error
+endpoint)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from kms.daemon.journal import JournalStore
 from kms.daemon.quarantine import InFlight, NoInFlight, report_poisoned
+from kms.daemon.reconcile import hold_audited
 from kms.errors import TatumApiError
 
 log = logging.getLogger("kms.daemon")
@@ -22,8 +25,11 @@ class Maintenance:
         store: JournalStore,
         report_errors: ReportErrors,
         inflight: InFlight | NoInFlight | None = None,
+        *,
+        audit_path: Path | None = None,
     ) -> None:
         self.store = store
+        self.audit_path = audit_path
         self.report_errors = report_errors
         self.inflight = inflight or NoInFlight()
         self.started = False
@@ -36,7 +42,12 @@ class Maintenance:
         self._report_poisoned()
 
     def start_up(self) -> None:
-        self.inflight.quarantine_found(self.store.journal)
+        journal = self.store.journal
+        self.inflight.quarantine_found(journal)
+        if self.audit_path is not None:
+            held = hold_audited(journal, self.audit_path)
+            if held:
+                log.error("%d pending ids held: signed per the audit log, unknown to the journal", len(held))
 
     def _report_poisoned(self) -> None:
         try:

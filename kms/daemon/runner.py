@@ -15,6 +15,7 @@ from backends import PasswordProvider
 from kms import session
 from kms.daemon.four_eye import FourEye
 from kms.daemon.loop import AuditSink, Daemon
+from kms.daemon.maintenance import Maintenance
 from kms.daemon.options import DaemonOptions, options_from_args
 from kms.daemon.quarantine import InFlight, inflight_directory
 from kms.daemon.replication import Replication, exclusive_lock, lease_from
@@ -137,6 +138,7 @@ def _build_daemon(running: _Run) -> Daemon:
             max_connections=config.concurrency + 4,
         )
         stack.callback(four_eye.close)
+    inflight = InFlight(inflight_directory(running.settings, _store_file(running.control.path)))
     daemon = Daemon(
         config,
         running.slot,
@@ -148,8 +150,12 @@ def _build_daemon(running: _Run) -> Daemon:
         stop=running.shutdown.stop,
         seal=running.control,
         replica=running.replica,
-        inflight=InFlight(inflight_directory(running.settings, _store_file(running.control.path))),
-    )
+        inflight=inflight,
+        maintenance=Maintenance(
+            running.slot, client.report_errors, inflight,
+            audit_path=Path(options.audit_log).expanduser() if options.audit_log else None,
+        ),
+    )  # fmt: skip
     if running.replica is not None:
         running.replica.start()
         stack.callback(running.replica.stop)
