@@ -4,6 +4,7 @@ twice) and with the Tatum API (entries stuck at `signed`), and pruned by the ret
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from kms.audit import AuditLog
@@ -19,7 +20,7 @@ __all__ = ["admin", "client", "sandbox", "store"]  # fixtures
 
 
 def _cycle(store: WalletStore, client: TatumClient, audit: AuditLog) -> None:
-    maintenance = Maintenance(store, client.report_errors, audit_path=audit.path)
+    maintenance = Maintenance(store, client, audit_path=audit.path)
     daemon = make_daemon(store, client, audit=audit.append, maintenance=maintenance)
     try:
         daemon.maintenance.before_cycle()
@@ -66,3 +67,30 @@ def test_a_rolled_back_store_holds_what_the_audit_log_shows_signed(
             assert len(_broadcasts(admin, "p1")) == 2
             after = restored.journal.lookup("p1")
             assert after is not None and after.status == "broadcast"
+
+
+def test_entries_stuck_at_signed_are_reconciled_with_the_tatum_api_and_old_ones_pruned(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin
+) -> None:
+    for pid in ("s-done", "s-wait", "s-gone"):
+        store.journal.put(pid, "ETH", f"0x{pid.encode().hex()}")
+    admin.enqueue([pending("s-done", hashes=["w1"]), pending("s-wait", hashes=["w1"])])
+    client.broadcast(get_chain("ETH").broadcast_route, "0xabc", "s-done")  # completed at the API, not in the journal
+    now = [time.time()]
+    ticks = [0.0]
+    maintenance = Maintenance(store, client, retention_days=1, wall_clock=lambda: now[0], monotonic=lambda: ticks[0])
+    maintenance.before_cycle()
+    states = {e.pending_id: e for e in store.journal.entries()}
+    assert {pid: e.status for pid, e in states.items()} == {
+        "s-done": "completed",
+        "s-wait": "signed",
+        "s-gone": "failed",
+    }
+    assert states["s-wait"].reconciled_at is not None and states["s-done"].reconciled_at is not None
+    now[0] += 2 * 86_400  # two days later, within the same day of the daemon's clock: not pruned yet
+    ticks[0] += 3600
+    maintenance.before_cycle()
+    assert store.journal.lookup("s-done") is not None
+    ticks[0] += 86_400  # the daily prune: the completed entry is older than the retention; the others are kept
+    maintenance.before_cycle()
+    assert {e.pending_id: e.status for e in store.journal.entries()} == {"s-wait": "signed", "s-gone": "failed"}

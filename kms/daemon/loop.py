@@ -139,7 +139,7 @@ class Daemon:
         self.seal = seal
         self.replica = replica
         self.inflight: InFlight | NoInFlight = inflight or NoInFlight()
-        self.maintenance = maintenance or Maintenance(store, client.report_errors, self.inflight)
+        self.maintenance = maintenance or Maintenance(store, client, self.inflight)
         self.cycle_lock = threading.Lock()
         """Held for the length of a cycle; sealing takes it so the keys are never dropped under a running cycle."""
         self.journal = Journal(store)

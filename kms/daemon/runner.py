@@ -22,6 +22,7 @@ from kms.daemon.replication import Replication, exclusive_lock, lease_from
 from kms.daemon.shutdown import Shutdown
 from kms.metrics import DaemonMetrics, Metrics, NullMetrics
 from kms.seal.control import SealControl, StoreSlot
+from kms.store.journal import retention_days
 from kms.tatum.client import TatumClient
 
 log = logging.getLogger("kms.daemon")
@@ -152,7 +153,7 @@ def _build_daemon(running: _Run) -> Daemon:
         replica=running.replica,
         inflight=inflight,
         maintenance=Maintenance(
-            running.slot, client.report_errors, inflight,
+            running.slot, client, inflight, retention_days=retention_days(running.settings),
             audit_path=Path(options.audit_log).expanduser() if options.audit_log else None,
         ),
     )  # fmt: skip
