@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from kms.api import NodeGateway, PendingTransaction
 from kms.chains import get_chain
 from kms.chains.base import Chain, loaded_signer
+from kms.daemon.approvals import Approvals
 from kms.daemon.deadline import abandon_late, cycle_left, past_deadline
 from kms.daemon.four_eye import FourEye, Verdict
 from kms.daemon.journal import Entry, Journal, JournalStore, State
@@ -122,6 +123,7 @@ class Daemon:
         replica: Replica | None = None,
         inflight: InFlight | None = None,
         maintenance: Maintenance | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         if config.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -140,6 +142,7 @@ class Daemon:
         self.replica = replica
         self.inflight: InFlight | NoInFlight = inflight or NoInFlight()
         self.maintenance = maintenance or Maintenance(store, client, self.inflight)
+        self.approvals = approvals or Approvals(None, store)  # local policy and approval v2 (kms.daemon.approvals)
         self.cycle_lock = threading.Lock()
         """Held for the length of a cycle; sealing takes it so the keys are never dropped under a running cycle."""
         self.journal = Journal(store)
@@ -182,6 +185,7 @@ class Daemon:
                     continue
                 try:
                     self.maintenance.before_cycle()  # start-up work first; a failure there runs no cycle
+                    self.approvals.before_cycle(lambda r: self._write_audit(r, logging.LoggerAdapter(log, {})))
                     self.last_report = self.run_cycle()
                 except Exception as exc:  # the loop must survive anything one cycle throws
                     log.error("cycle failed (%s); continuing", type(exc).__name__)
@@ -373,6 +377,9 @@ class Daemon:
             return Outcome.SKIPPED
         if entry.state is State.NEW and chain.signer is None:
             raise _Failure("unsupported", f"signing {code} is not supported by this kms")
+        intent, stopped = self.approvals.screen(pending, entry.state, report, trail.record)  # policy, before all
+        if stopped is not None:
+            return stopped
         if self.four_eye is not None and not self._approved(pending, report, txlog, entry.state, trail):
             return Outcome.REFUSED if pending.id in self._refused_this_run else Outcome.UNAVAILABLE
         landed_id: str | None = None
@@ -384,6 +391,11 @@ class Daemon:
         payload_sha256 = hashlib.sha256(signed.payload.encode()).hexdigest()
         trail.record["payloadSha256"] = payload_sha256
         trail.record["outcome"] = "signed" if outcome is Outcome.BROADCAST else "rebroadcast"
+        newly_signed = outcome is Outcome.BROADCAST  # approval v2 of exactly the journaled bytes, before any send
+        if landed_id is None and (
+            stopped := self.approvals.approve(pending, intent, payload_sha256, newly_signed, report, trail.record)
+        ):
+            return stopped
         # Nothing leaves kms without its decision on record (fail closed).
         if self._audit_broken:
             raise _Failure("audit", "the audit log cannot be written; nothing is broadcast until it is fixed")

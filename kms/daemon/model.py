@@ -27,6 +27,8 @@ class DaemonDefaults:
     """TATUM_KMS_CYCLE_DEADLINE, seconds: a cycle stops waiting for its transactions then (they go on in the
     background, each bounded by its own request deadlines; what did not start waits for the next cycle)."""
     metrics_address: str = "127.0.0.1"
+    approval: str = "v1"
+    """--approval: v1 is upstream's four-eye check (--externalUrl); v2 the signed protocol (kms.approval.v2)."""
     log_format: str = "text"
     log_level: str = "INFO"
     """TATUM_KMS_LOG_LEVEL (TATUM_KMS_DEBUG_MODE=1 means DEBUG)."""

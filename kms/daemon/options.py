@@ -36,6 +36,14 @@ class DaemonOptions:
     """--sealed: start sealed even when the password could be had."""
     socket: Path | None = None
     """--socket: serve the unseal socket here (also without --sealed, so that 'kms seal' works)."""
+    approval: str = DEFAULTS.approval
+    """--approval v1|v2."""
+    approval_url: str | None = None
+    """--approval-url (else TATUM_KMS_APPROVAL_URL), for v2."""
+    approver_key: str | None = None
+    """--approver-key: the approver's pinned public key (PEM file or text), for v2."""
+    policy: Path | None = None
+    """--policy FILE: the local policy (TOML)."""
 
 
 def _number(value: object, flag: str, minimum: float, maximum: float | None = None) -> float:
@@ -147,11 +155,18 @@ def _daemon_config(args: object, testnet: bool) -> DaemonConfig:
     )
 
 
+def _approval(args: object) -> str:
+    approval = str(getattr(args, "approval", None) or DEFAULTS.approval).lower()
+    if approval not in ("v1", "v2"):
+        raise UsageError("--approval must be v1 or v2")
+    return approval
+
+
 def _external_url(args: object, testnet: bool) -> tuple[str | None, str]:
     url = getattr(args, "externalUrl", None) or None
-    if not testnet and not url:
-        # Upstream (meow isRequired): the four-eye server is mandatory on mainnet.
-        raise UsageError("--externalUrl is required in daemon mode on mainnet (without --testnet)")
+    if not testnet and not url and _approval(args) == "v1":
+        # Upstream (meow isRequired): the four-eye server is mandatory on mainnet (unless approval v2 replaces it).
+        raise UsageError("--externalUrl is required in daemon mode on mainnet (without --testnet), or --approval v2")
     method = str(getattr(args, "externalUrlMethod", None) or DEFAULTS.external_url_method).upper()
     if method not in ("GET", "POST"):
         raise UsageError("--externalUrlMethod must be GET or POST")
@@ -202,4 +217,8 @@ def options_from_args(args: object, settings: Mapping[str, str]) -> DaemonOption
         testnet_type=settings.get("TESTNET_TYPE") or None,
         sealed=bool(getattr(args, "sealed", False)),
         socket=_socket(args),
+        approval=_approval(args),
+        approval_url=getattr(args, "approvalUrl", None) or None,
+        approver_key=getattr(args, "approverKey", None) or None,
+        policy=Path(args.policy).expanduser() if getattr(args, "policy", None) else None,  # type: ignore[attr-defined]
     )

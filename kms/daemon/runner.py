@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from backends import PasswordProvider
 from kms import session
+from kms.daemon.approvals import Approvals
 from kms.daemon.four_eye import FourEye
 from kms.daemon.loop import AuditSink, Daemon
 from kms.daemon.maintenance import Maintenance
@@ -152,6 +154,7 @@ def _build_daemon(running: _Run) -> Daemon:
         seal=running.control,
         replica=running.replica,
         inflight=inflight,
+        approvals=_approvals(running),
         maintenance=Maintenance(
             running.slot, client, inflight, retention_days=retention_days(running.settings),
             audit_path=Path(options.audit_log).expanduser() if options.audit_log else None,
@@ -162,6 +165,32 @@ def _build_daemon(running: _Run) -> Daemon:
         stack.callback(running.replica.stop)
     running.control.bind_cycle_lock(lambda: daemon.cycle_lock)
     return daemon
+
+
+def _approvals(running: _Run) -> Approvals:
+    """The local policy and approval v2 (kms.approval.gate), or none of them (upstream's mode). SIGHUP reloads the
+    policy before the next cycle (audited, with old and new hash)."""
+    options = running.options
+    if options.approval == "v1" and options.policy is None:
+        return Approvals(None, running.slot)
+    from kms.approval.gate import ApprovalGate
+
+    gate = ApprovalGate.from_options(
+        running.settings, testnet=options.config.testnet, approval=options.approval, policy_path=options.policy,
+        store_path=_store_file(running.control.path), approval_url=options.approval_url,
+        approver_key=options.approver_key,
+    )  # fmt: skip
+    running.stack.callback(gate.close)
+    metric = None
+    registry = getattr(running.metrics, "registry", None)
+    if gate.policy is not None and registry is not None:
+        from kms.metrics import PolicyInfo
+
+        metric = PolicyInfo(registry)
+    approvals = Approvals(gate, running.slot, metric)
+    previous = signal.signal(signal.SIGHUP, lambda *_: approvals.request_reload())
+    running.stack.callback(signal.signal, signal.SIGHUP, previous)
+    return approvals
 
 
 def _store_file(location: object) -> Path | None:
