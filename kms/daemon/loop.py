@@ -28,7 +28,7 @@ from kms.daemon.journal import Entry, Journal, JournalStore, State
 from kms.daemon.keys import WalletSource, resolve_keys, wipe_all
 from kms.daemon.maintenance import Maintenance
 from kms.daemon.model import CycleReport, DaemonConfig, Outcome
-from kms.daemon.quarantine import InFlight, NoInFlight
+from kms.daemon.quarantine import InFlight, NoInFlight, NotAloneYet
 from kms.errors import KmsError, TatumApiError
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
@@ -332,7 +332,7 @@ class Daemon:
                 pending
             )  # durably in flight: a process death here quarantines it (kms.daemon.quarantine)
             outcome = self._process(pending, report, txlog, trail)
-        except ClaimLostError as exc:  # another replica has it now; it sends the journaled bytes if any
+        except (ClaimLostError, NotAloneYet) as exc:  # another replica has it / a crash suspect runs alone: later
             txlog.warning("%s", exc)
             outcome = Outcome.SKIPPED
         except _Failure as exc:

@@ -71,6 +71,7 @@ class Maintenance:
         reconciled = reconcile_stuck(journal, self.client.get_pending_transaction)
         if reconciled:
             log.info("journal: %d entries stuck at signed reconciled with the Tatum API", reconciled)
+        self.inflight.drop_finished(journal)
         self._prune()
 
     def _prune(self) -> None:

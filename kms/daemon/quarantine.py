@@ -28,7 +28,7 @@ from pathlib import Path
 
 from kms.api import PendingTransaction
 from kms.errors import KmsError
-from kms.store.journal import JournalState, SigningJournal
+from kms.store.journal import JournalState, SigningJournal, check_pending_id
 
 log = logging.getLogger("kms.daemon")
 
@@ -38,6 +38,8 @@ POISONED_REASON = (
 )
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _MAX_MARKER_BYTES = 1024
+SOLO_WAIT_S = 10.0
+"""How long a suspect waits for the running transactions to end before it is left for a later cycle."""
 
 
 class QuarantineError(KmsError):
@@ -67,25 +69,38 @@ class Marker:
     alone: bool
 
 
-class _SoloLock:
-    """Many normal transactions at once, or one suspect alone (a suspect waiting keeps new ones out)."""
+class NotAloneYet(KmsError):
+    """A suspect is running (or waiting to run) alone: this transaction waits for a later cycle, untouched."""
 
-    def __init__(self) -> None:
+
+class _SoloLock:
+    """Many normal transactions at once, or one suspect alone. Nothing waits long: a normal transaction arriving while
+    a suspect runs or waits is skipped for this cycle (NotAloneYet), and a suspect waits at most ``wait_s`` for the
+    running ones to end, else it is skipped for this cycle. So a suspect never holds up other chains for longer than
+    its own processing (bounded by its requests' deadlines)."""
+
+    def __init__(self, wait_s: float) -> None:
         self._cond = threading.Condition()
+        self._wait_s = wait_s
         self._shared = 0
         self._solo = False
         self._solo_waiting = 0
 
     def acquire(self, solo: bool) -> None:
         with self._cond:
-            if solo:
-                self._solo_waiting += 1
-                self._cond.wait_for(lambda: not self._solo and self._shared == 0)
-                self._solo_waiting -= 1
-                self._solo = True
-            else:
-                self._cond.wait_for(lambda: not self._solo and self._solo_waiting == 0)
+            if not solo:
+                if self._solo or self._solo_waiting:
+                    raise NotAloneYet("a transaction found in flight at a crash is running alone; not now")
                 self._shared += 1
+                return
+            self._solo_waiting += 1
+            try:
+                alone = self._cond.wait_for(lambda: not self._solo and self._shared == 0, timeout=self._wait_s)
+            finally:
+                self._solo_waiting -= 1
+            if not alone:
+                raise NotAloneYet("waiting to run alone (it was in flight at a crash); not now")
+            self._solo = True
 
     def release(self, solo: bool) -> None:
         with self._cond:
@@ -99,12 +114,12 @@ class _SoloLock:
 class InFlight:
     """The in-flight markers of one daemon (``directory`` is created 0700). Thread-safe."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, solo_wait_s: float = SOLO_WAIT_S) -> None:
         self.directory = directory
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._boot = _boot_id()
         self._lock = threading.Lock()
-        self._solo = _SoloLock()
+        self._solo = _SoloLock(solo_wait_s)
         self._held: dict[str, bool] = {}  # pending id -> entered solo
         self.suspects: set[str] = set()
         self.poisoned: list[Marker] = []
@@ -116,8 +131,10 @@ class InFlight:
     def _scan(self) -> None:
         for path in sorted(self.directory.glob("*.inflight")):
             marker = _read_marker(path)
-            if marker is None or marker.boot != self._boot:
-                path.unlink(missing_ok=True)  # unreadable, or from before a reboot: no evidence against the id
+            if marker is None or marker.boot != self._boot or not _journal_id(marker.pending_id):
+                # Unreadable, or from before a reboot: no evidence against the id. An id the journal cannot hold is
+                # refused by the journal look-up before anything is parsed or signed anyway.
+                path.unlink(missing_ok=True)
             elif marker.alone:
                 self.poisoned.append(marker)
             else:
@@ -140,14 +157,23 @@ class InFlight:
             self.poisoned.remove(marker)
         return done
 
+    def drop_finished(self, journal: SigningJournal) -> None:
+        """Forget suspects the journal shows finished (killed after the broadcast; the API will not hand them out
+        again, so they would otherwise keep a marker for ever)."""
+        for pending_id in sorted(self.suspects):
+            entry = journal.lookup(pending_id)
+            if entry is not None and entry.state in (JournalState.BROADCAST, JournalState.COMPLETED):
+                with self._lock:
+                    self.suspects.discard(pending_id)
+                self._path(pending_id).unlink(missing_ok=True)
+
     def enter(self, pending: PendingTransaction) -> None:
         """Durably mark ``pending`` in flight (a suspect: and wait until it can run alone)."""
-        with self._lock:
-            if pending.id in self._held:
-                raise QuarantineError(f"pending transaction {pending.id} is in flight already")
+        with self._lock:  # the loop never enters one id twice at once (its own in-flight set)
             solo = pending.id in self.suspects
-            self._held[pending.id] = solo
         self._solo.acquire(solo)
+        with self._lock:
+            self._held[pending.id] = solo
         marker = {"pendingId": pending.id, "chain": pending.chain, "boot": self._boot, "alone": solo}
         try:
             _write_durably(self._path(pending.id), json.dumps(marker).encode())
@@ -176,6 +202,9 @@ class NoInFlight:
     def quarantine_found(self, journal: SigningJournal) -> list[str]:
         return []
 
+    def drop_finished(self, journal: SigningJournal) -> None:
+        pass
+
     def enter(self, pending: PendingTransaction) -> None:
         pass
 
@@ -193,6 +222,14 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.close(fd)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _journal_id(pending_id: str) -> bool:
+    try:
+        check_pending_id(pending_id)
+    except KmsError:
+        return False
+    return True
 
 
 def _read_marker(path: Path) -> Marker | None:
