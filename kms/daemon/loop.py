@@ -328,9 +328,7 @@ class Daemon:
         trail = _Trail(pending)
         outcome = Outcome.FAILED
         try:
-            self.inflight.enter(
-                pending
-            )  # durably in flight: a process death here quarantines it (kms.daemon.quarantine)
+            self.inflight.enter(pending)  # durably marked in flight first (kms.daemon.quarantine)
             outcome = self._process(pending, report, txlog, trail)
         except (ClaimLostError, NotAloneYet) as exc:  # another replica has it / a crash suspect runs alone: later
             txlog.warning("%s", exc)
