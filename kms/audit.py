@@ -184,8 +184,11 @@ def _lines(path: Path) -> Iterator[tuple[bytes, bool]]:
                 yield raw, False
 
 
-def _problem(number: int, line: bytes, complete: bool, prev_hash: str, key: SecretBuffer | None) -> str | None:
-    """Why record ``number`` does not continue the chain that ends in ``prev_hash``; None when it does."""
+def _problem(
+    number: int, line: bytes, complete: bool, prev_hash: str, key: SecretBuffer | None, keyed: bool | None
+) -> str | None:
+    """Why record ``number`` does not continue the chain that ends in ``prev_hash``; None when it does. ``keyed``:
+    whether the records before carry HMACs (None for the first record)."""
     if not complete:
         return "is incomplete (the file ends in the middle of a record: a torn write or a truncation)"
     try:
@@ -201,7 +204,15 @@ def _problem(number: int, line: bytes, complete: bool, prev_hash: str, key: Secr
             f"'prev' is not the SHA-256 of record {number - 1} "
             f"(record {number - 1} was altered, or records were removed or reordered)"
         )
-    return _check_hmac(key, record) if key is not None else None
+    if key is not None:
+        return _check_hmac(key, record)
+    if keyed is not None and ("hmac" in record) != keyed:
+        # A log is written with a key throughout or without one throughout; without the key the tags cannot be
+        # checked, but a change between the two is visible (a record appended by someone without the key).
+        if keyed:
+            return "has no 'hmac' but the records before it do (appended without the key)"
+        return "has an 'hmac' but the records before it do not"
+    return None
 
 
 def verify_file(path: Path | str, hmac_key: SecretBuffer | None = None) -> AuditVerification:
@@ -210,13 +221,16 @@ def verify_file(path: Path | str, hmac_key: SecretBuffer | None = None) -> Audit
     checked = hmac_key is not None
     prev_hash = GENESIS_HASH
     count = 0
+    keyed: bool | None = None
     try:
         if not path.is_file():
             raise AuditLogError(f"no audit log at {path}")
         for number, (line, complete) in enumerate(_lines(path), start=1):
-            problem = _problem(number, line, complete, prev_hash, hmac_key)
+            problem = _problem(number, line, complete, prev_hash, hmac_key, keyed)
             if problem:
                 return AuditVerification(False, count, number, f"record {number}: {problem}", prev_hash, checked)
+            if keyed is None:
+                keyed = "hmac" in _parse(line)
             prev_hash = line_hash(line)
             count += 1
     except OSError as exc:

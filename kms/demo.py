@@ -3,13 +3,15 @@
 A temporary store (real Argon2id KDF, a random password nobody sees), a fresh key wallet per chain that kms can sign,
 one pending transaction each on an embedded sandbox of the Tatum API, one daemon cycle with four-eye approval on
 (one extra transaction is deliberately refused), then a report of what was signed, independently verified (sender
-recovered, input scripts evaluated, with the chain libraries) and refused. Nothing leaves 127.0.0.1; the temporary
-directory and every key are gone when it returns.
+recovered, input scripts evaluated, with the chain libraries) and refused. Nothing leaves 127.0.0.1: the node
+look-ups of EGLD, VET, FLOW and ADA are answered in-process by ``kms.sandbox.nodes`` (ADA through the Cardano Rosetta
+double); the temporary directory and every key are gone when it returns.
 
 Chains are found through the registry (every chain whose ``signer`` is not None). The example transaction and the
-check for a chain come from the builders below, chosen by chain family (``EvmChain``; ``UtxoChain`` by the signer its
-``SigningNetwork`` names; TRON, SOL, XLM, XRP by class, in ``kms.demo_tron_sol_xlm_xrp``), never by chain code; a
-family without a builder is listed as such. Look-ups (the SOL blockhash, sending) are answered by the sandbox.
+check for a chain come from the builders below, in ``kms.demo_tron_sol_xlm_xrp`` and in ``kms.demo_chains``, chosen
+by chain family (``EvmChain``; ``UtxoChain`` by the signer its ``SigningNetwork`` names; the chain class otherwise),
+never by chain code; a family without a builder is listed as such. Look-ups are answered by the sandbox (SOL) and by
+the in-process node doubles of ``kms.sandbox.nodes`` (EGLD, VET, FLOW, ADA).
 """
 
 from __future__ import annotations
@@ -28,14 +30,21 @@ from pathlib import Path
 from typing import Protocol
 
 from kms.chains import get_chain, supported_codes
+from kms.chains.ada import AdaChain
+from kms.chains.algo import AlgoChain
 from kms.chains.base import Chain
+from kms.chains.egld import EgldChain
 from kms.chains.evm import EvmChain
+from kms.chains.flow import FlowChain
 from kms.chains.utxo import UtxoChain
+from kms.chains.vet import VetChain
 from kms.daemon.four_eye import FourEye
 from kms.daemon.loop import Daemon, DaemonConfig
+from kms.demo_chains import AdaDemo, AlgoDemo, EgldDemo, FlowDemo, VetDemo
 from kms.demo_tron_sol_xlm_xrp import family_demos
 from kms.hygiene import SecretBuffer, harden_process
 from kms.sandbox import Sandbox, SandboxAdmin
+from kms.sandbox.nodes import DemoNodes
 from kms.store import WalletStore
 from kms.tatum import TatumClient
 
@@ -212,7 +221,7 @@ class BchDemo:
         return "input 0 Schnorr signature verified over the SIGHASH_ALL|FORKID digest"
 
 
-def _demo_support(chain: Chain, testnet: bool) -> DemoSupport | None:
+def _demo_support(chain: Chain, testnet: bool, nodes: DemoNodes) -> DemoSupport | None:
     if chain.signer is None:
         return None
     if isinstance(chain, EvmChain):
@@ -222,7 +231,12 @@ def _demo_support(chain: Chain, testnet: bool) -> DemoSupport | None:
     for family, builder in family_demos():
         if isinstance(chain, family):
             return builder()
-    return None
+    keypair_and_node_chains: dict[type, Callable[[], DemoSupport]] = {
+        AlgoChain: AlgoDemo, EgldChain: EgldDemo, VetChain: VetDemo, AdaChain: AdaDemo,
+        FlowChain: lambda: FlowDemo(nodes),
+    }  # fmt: skip
+    builder = keypair_and_node_chains.get(type(chain))
+    return builder() if builder is not None else None
 
 
 # -- the run ------------------------------------------------------------------------------------------------------
@@ -256,8 +270,9 @@ def run_demo(say: Callable[[str], None] = _say, testnet: bool = True) -> list[De
 def _run_demo(say: Callable[[str], None], testnet: bool) -> list[DemoLine]:
     harden_process()
     chains = [get_chain(code) for code in supported_codes()]
-    signable = [(c, s) for c in chains if (s := _demo_support(c, testnet)) is not None]
-    unsupported = [c.code for c in chains if c.signer is None]
+    nodes = DemoNodes(testnet)
+    signable = [(c, s) for c in chains if (s := _demo_support(c, testnet, nodes)) is not None]
+    unsupported = [f"{c.code} ({c.retired})" if c.retired else c.code for c in chains if c.signer is None]
     no_builder = [c.code for c in chains if c.signer is not None and all(c is not sc for sc, _ in signable)]
     network = "testnet" if testnet else "mainnet"
     say(f"kms demo: {len(signable)} chains can sign here ({network}); everything stays on 127.0.0.1.")
@@ -291,12 +306,13 @@ def _run_demo(say: Callable[[str], None], testnet: bool) -> list[DemoLine]:
                 f"{REFUSED_ID} is refused there.")  # fmt: skip
             with TatumClient(sandbox.url, DEMO_API_KEY) as client:
                 four_eye = FourEye(sandbox.approval_url)
+                nodes.fallback = client.gateway(testnet)  # the sandbox answers what the node doubles do not
                 daemon = Daemon(
                     DaemonConfig(chains=tuple(c.code for c, _ in signable), testnet=testnet, run_once=True),
                     store,
                     client,
                     four_eye=four_eye,
-                    gateway=client.gateway(testnet),  # look-ups (SOL blockhash, send) answered by the sandbox
+                    gateway=nodes,
                 )
                 try:
                     report = daemon.run_cycle()
@@ -354,7 +370,7 @@ def _print(
     say("")
     say(f"cycle: {json.dumps(summary)}")
     if unsupported:
-        say(f"not signable by this kms yet (pending transactions get an error report): {', '.join(unsupported)}")
+        say(f"not signed (pending transactions get an error report): {', '.join(unsupported)}")
     if no_builder:
         say(f"signable, but no demo transaction builder: {', '.join(no_builder)}")
     verdict = "all good" if all(line.ok for line in lines) else "SOMETHING IS WRONG (see above)"

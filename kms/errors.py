@@ -64,6 +64,10 @@ class WalletKindError(ChainError):
     """An operation asked for a kind of wallet (mnemonic / private key) that this wallet is not."""
 
 
+class UntrustedJsonError(KmsError):
+    """JSON from outside kms was refused: not JSON, too large, or nested too deep (see kms.bounded_json)."""
+
+
 class SigningError(KmsError):
     """A pending transaction could not be signed; nothing was signed."""
 

@@ -4,7 +4,7 @@ Everything above this module holds signatureIds and ``KeyHandle`` objects. A sig
 ``with handle.raw() as key:``; the bytes live in a ``SecretBuffer`` (mlocked where the OS allows) and are wiped when
 the handle is wiped. What "raw" means is the chain's own decision, made once in its chain module: the 32-byte
 secp256k1 scalar (EVM, UTXO, TRON, VET, FLOW), the 32-byte ed25519 seed (SOL, XLM, ALGO, EGLD), the XRP family seed,
-the 96-byte BIP32-Ed25519 extended key (ADA).
+the 64-byte BIP32-Ed25519 extended key kL || kR (ADA).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "kms_broadcast_total",
     "kms_four_eye_rejections_total",
     "kms_errors_total",
+    "kms_nonce_gaps_total",
     "kms_cycle_duration_seconds",
     "kms_last_cycle_timestamp_seconds",
     "kms_wallets",
@@ -69,6 +70,7 @@ class Metrics(Protocol):
     def broadcast(self, chain: str) -> None: ...
     def four_eye_rejected(self, chain: str) -> None: ...
     def error(self, kind: str, chain: str = "") -> None: ...
+    def nonce_gap(self, chain: str) -> None: ...
     def set_wallet_counts(self, counts: Mapping[str, int]) -> None: ...
     def set_sealed(self, sealed: bool) -> None: ...
     def set_up(self, up: bool) -> None: ...
@@ -127,6 +129,12 @@ class DaemonMetrics:
             "kms_four_eye_rejections", "Transactions the four-eye approval server refused.", ["chain"], registry=r
         )
         self._errors = Counter("kms_errors", "Errors by kind and chain.", ["kind", "chain"], registry=r)
+        self._nonce_gaps = Counter(
+            "kms_nonce_gaps",
+            "Nonce gaps: a broadcast with a nonce the daemon handed out failed, so that sender's later nonces wait.",
+            ["chain"],
+            registry=r,
+        )
         self._duration = Histogram(
             "kms_cycle_duration_seconds", "Duration of a poll cycle.", buckets=CYCLE_BUCKETS, registry=r
         )
@@ -226,6 +234,9 @@ class DaemonMetrics:
         elif label == "audit":  # the loop counts this only once the audit log is broken: signing has stopped
             self._audit_broken.set(1)
 
+    def nonce_gap(self, chain: str) -> None:
+        self._nonce_gaps.labels(chain=self._chain(chain)).inc()
+
     def set_wallet_counts(self, counts: Mapping[str, int]) -> None:
         """The store's wallet count per chain; chains no longer present drop to 0."""
         current: dict[str, int] = {}
@@ -294,6 +305,9 @@ class NullMetrics:
         pass
 
     def error(self, kind: str, chain: str = "") -> None:
+        pass
+
+    def nonce_gap(self, chain: str) -> None:
         pass
 
     def set_wallet_counts(self, counts: Mapping[str, int]) -> None:

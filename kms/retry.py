@@ -46,10 +46,12 @@ class RetryPolicy:
         sleep: Callable[[float], None] = time.sleep,
         retry_after: Callable[[BaseException], float | None] = lambda _: None,
         cancel: threading.Event | None = None,
+        give_up: Callable[[], bool] | None = None,
         before_sleep: Callable[[RetryCallState], None] | None = None,
         reraise: bool = False,
     ) -> Retrying:
-        """A tenacity ``Retrying`` for this policy. ``retry_after`` reads the seconds a failure asks to wait."""
+        """A tenacity ``Retrying`` for this policy. ``retry_after`` reads the seconds a failure asks to wait;
+        ``give_up`` (a caller's deadline) ends the attempts when it says so."""
 
         def asked(state: RetryCallState) -> float | None:
             error = state.outcome.exception() if state.outcome is not None else None
@@ -62,7 +64,7 @@ class RetryPolicy:
             return self.backoff(state.attempt_number)
 
         def stop(state: RetryCallState) -> bool:
-            if cancel is not None and cancel.is_set():
+            if (cancel is not None and cancel.is_set()) or (give_up is not None and give_up()):
                 return True
             if (stop_after_attempt(self.attempts) | stop_after_delay(self.max_total))(state):
                 return True

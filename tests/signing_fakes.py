@@ -91,9 +91,8 @@ def sequence(*answers: Any) -> Callable[[Any], Any]:
     return answer
 
 
-def raw_key(code: str, text: str, testnet: bool = True) -> SecretBuffer:
-    """A key wallet's stored key text decoded by its chain, as the daemon decodes it (``Chain.raw_signing_key``)."""
+def raw_key(code: str, text: str, *, kind: str = "privateKey", index: int | None = None, testnet: bool = True) -> Any:
+    """The raw signing key the chain module decodes from a stored secret (``kind`` "mnemonic" derives at ``index``)."""
     from kms.chains import get_chain
 
-    with SecretBuffer(text) as secret:
-        return get_chain(code).raw_signing_key(secret, "privateKey", None, testnet)
+    return get_chain(code).raw_signing_key(SecretBuffer(text), kind, index, testnet)

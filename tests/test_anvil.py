@@ -189,7 +189,7 @@ def spend(
 
 
 @pytest.mark.parametrize("testnet", [False, True], ids=["mainnet", "testnet"])
-@pytest.mark.parametrize("chain", [c for c, facts in EVM_FACTS.items() if facts.signs and c != "CELO"])
+@pytest.mark.parametrize("chain", [c for c in EVM_FACTS if c != "CELO"])
 def test_native_transfer_is_mined_and_moves_balances(anvil: Anvil, chain: str, testnet: bool) -> None:
     chain_id = EVM_FACTS[chain].ids(testnet)[0]
     node = anvil.on_chain(chain_id)

@@ -349,6 +349,29 @@ def test_a_record_without_hmac_fails_when_the_key_is_given(tmp_path: Path) -> No
     assert "no 'hmac'" in result.reason
 
 
+def test_without_the_key_a_record_appended_without_hmac_fails(tmp_path: Path) -> None:
+    """Issue 15 item 8: earlier records carry HMACs, an appended one (chained correctly) does not."""
+    path = tmp_path / "audit.jsonl"
+    written = write_log(path, 3, hmac_key=key())
+    forged = {"record": "decision", "pendingId": "forged", "seq": 4, "time": written[-1]["time"]}
+    forged["prev"] = hashlib.sha256(path.read_bytes().splitlines()[-1]).hexdigest()
+    with path.open("ab") as f:
+        f.write(json.dumps(forged, separators=(",", ":")).encode() + b"\n")
+    result = verify_file(path)
+    assert (result.ok, result.first_bad, result.count) == (False, 4, 3)
+    assert "appended without the key" in result.reason
+
+
+def test_without_the_key_a_record_with_hmac_after_plain_ones_fails(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 2)
+    lines = path.read_bytes().splitlines()
+    odd = {"record": "decision", "seq": 3, "time": "x", "prev": hashlib.sha256(lines[-1]).hexdigest(), "hmac": "00"}
+    with path.open("ab") as f:
+        f.write(json.dumps(odd, separators=(",", ":")).encode() + b"\n")
+    assert (verify_file(path).ok, verify_file(path).first_bad) == (False, 3)
+
+
 def test_key_material_must_be_long_and_configured_once() -> None:
     with pytest.raises(UsageError, match="at least 32"):
         derive_hmac_key(SecretBuffer.from_str("short"))

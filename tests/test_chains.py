@@ -68,7 +68,7 @@ def test_registry_holds_the_22_upstream_chains_in_daemon_order() -> None:
 
 
 SIGNING_CODES = {"ETH", "BSC", "MATIC", "KLAY", "XDC", "ONE", "KCS", "CELO", "BTC", "LTC", "DOGE", "BCH"}
-SIGNING_CODES |= {"TRON", "SOL", "XLM", "XRP"}
+SIGNING_CODES |= {"TRON", "SOL", "XLM", "XRP", "ALGO", "EGLD", "VET", "FLOW", "ADA"}
 
 
 @pytest.mark.parametrize("code", CHAIN_ORDER)

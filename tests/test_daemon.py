@@ -233,32 +233,38 @@ def test_exactly_once_across_sigkill_and_restart(tmp_path: Path, sandbox: Sandbo
     sid, address = world.wallets[0]
     ids = [f"kill-{i}" for i in range(8)]
     admin.enqueue([eth_pending(pid, sid, nonce=None, value=1000 + i) for i, pid in enumerate(ids)])
-    # Nonces come from the API: were anything signed twice, the second payload would carry a different nonce.
+    # Nonces come from the daemon (one look-up, then 5, 6, 7 ...): were anything signed twice, the second payload
+    # would carry another nonce. At most 3 of the sender in flight: 3 are signed, then the broadcasts hang.
     admin.configure(nonces={address: 5}, faults=[{"kind": "delay", "seconds": 30, "path": "/v3/ethereum/broadcast",
                                                    "times": -1}])  # fmt: skip
-    proc = world.start()
+    proc = world.start("--max-in-flight-per-sender", "3")
     try:
-        assert wait_for(lambda: len(admin.state()["attempts"]) >= 1, 30)
+        assert wait_for(lambda: len(admin.state()["attempts"]) >= 3, 30)
     finally:
-        proc.kill()  # SIGKILL: no chance to clean up
+        proc.kill()  # SIGKILL mid-pipeline: no chance to clean up
         proc.communicate(timeout=30)
     first = broadcasts_by_id(admin.state())
     journal = world.journal()
-    assert first and all(journal[pid][0] == "signed" for pid in first)  # journaled before any broadcast
+    assert sorted(journal) == ids[:3]
+    assert all(journal[pid][0] == "signed" for pid in first)  # journaled before any broadcast
     for pid, payloads in first.items():
         assert journal[pid][1] == payloads[0]
+    assert [nonce_of(journal[pid][1]) for pid in ids[:3]] == [5, 6, 7]
 
-    admin.configure(nonces={address: 9}, faults=[])
+    # The node still counts 5 (it never saw those broadcasts): the journaled nonces 5-7 are held, new ones follow.
+    admin.configure(nonces={address: 5}, faults=[])
     code, summary, err = world.run_once()
     assert code == 0, err
-    assert summary["rebroadcast"] == len(journal)
-    assert summary["broadcast"] == len(ids) - len(journal)
+    assert summary["rebroadcast"] == 3 and summary["broadcast"] == 5
     state = admin.state()
     assert sorted(b["signatureId"] for b in state["broadcasts"]) == sorted(ids)
     for pid, payloads in broadcasts_by_id(state).items():
         assert len(set(payloads)) == 1, f"{pid} was broadcast with two different payloads"
         assert sender(payloads[0]) == address
-        assert nonce_of(payloads[0]) == (5 if pid in journal else 9)
+        if pid in journal:
+            assert payloads[0] == journal[pid][1]  # re-sent, not re-signed
+    nonces = [nonce_of(broadcasts_by_id(state)[pid][0]) for pid in ids]
+    assert nonces == list(range(5, 13))  # every nonce once, in the API's order
     assert all(status == "broadcast" for status, _ in world.journal().values())
 
 

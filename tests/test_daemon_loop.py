@@ -328,22 +328,36 @@ def test_transactions_are_processed_concurrently_within_the_bound(
     assert 2 <= peak <= 3
 
 
-def test_one_sender_signs_one_transaction_at_a_time(
+def test_one_sender_without_nonces_gets_consecutive_nonces_from_one_look_up(
     store: WalletStore, client: TatumClient, admin: SandboxAdmin
 ) -> None:
-    key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
-    # No nonce given: each is looked up; signed at once, two would get the same nonce.
+    generated = get_chain("ETH").generate_private_key(True)
+    key_id = store.add("ETH", True, {"privateKey": generated["privateKey"]})
+    # No nonce given: the daemon looks the sender's count up once and hands out 5, 6, 7, 8 in the API's order.
     no_nonce = json.dumps({k: v for k, v in json.loads(eth_tx()).items() if k != "nonce"})
     admin.enqueue([pending(f"s{i}", hashes=[key_id], serializedTransaction=no_nonce) for i in range(4)])
-    admin.configure(faults=[{"kind": "delay", "seconds": 0.2, "path": "/v3/ethereum/broadcast", "times": -1}])
+    admin.configure(
+        nonces={generated["address"]: 5},
+        faults=[{"kind": "delay", "seconds": 0.2, "path": "/v3/ethereum/broadcast", "times": -1}],
+    )
     daemon = make_daemon(store, client, config=DaemonConfig(chains=("ETH",), testnet=True, concurrency=4))
     try:
         report = daemon.run_cycle()
     finally:
         daemon.close()
     assert report.outcomes[Outcome.BROADCAST] == 4
-    assert admin.state()["peakInflight"]["POST /v3/ethereum/broadcast"] == 1
-    assert [b["signatureId"] for b in admin.state()["broadcasts"]] == ["s0", "s1", "s2", "s3"]
+    state = admin.state()
+    assert state["requests"]["GET /v3/ethereum/transaction/count"] == 1
+    assert state["peakInflight"]["POST /v3/ethereum/broadcast"] > 1  # the broadcasts overlap
+    nonces = {b["signatureId"]: _nonce(b["txData"]) for b in state["broadcasts"]}
+    assert nonces == {"s0": 5, "s1": 6, "s2": 7, "s3": 8}
+    assert {e.pending_id: e.meta["nonce"] for e in store.journal_entries()} == nonces
+
+
+def _nonce(tx_data: str) -> int:
+    import rlp
+
+    return int.from_bytes(rlp.decode(bytes.fromhex(tx_data[2:]))[0], "big")
 
 
 def test_a_failing_chain_does_not_stop_the_others(store: WalletStore, client: TatumClient, admin: SandboxAdmin) -> None:
@@ -575,3 +589,28 @@ def test_held_and_poisoned_ids_are_neither_signed_nor_sent(
     assert {e.pending_id: e.status for e in store.journal.entries()} == {
         "held-1": "held", "poisoned-1": "poisoned", "ok-1": "broadcast",
     }  # fmt: skip
+
+
+def test_refusals_remembered_in_memory_are_bounded(
+    store: WalletStore, client: TatumClient, admin: SandboxAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15 item 8: the in-memory set of refused ids keeps only the newest; a forgotten one is still never signed
+    (the journal remembers it) and not asked about again."""
+    import kms.daemon.loop as loop_module
+
+    monkeypatch.setattr(loop_module, "_REFUSED_MEMORY", 3, raising=False)
+    wallet = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.configure(approval={"default": "deny"})
+    admin.enqueue([pending(f"r{i}", hashes=[wallet]) for i in range(8)])
+    daemon = make_daemon(store, client, four_eye=FourEye(admin.url + "/approval"))
+    try:
+        first = daemon.run_cycle()
+        assert first.outcomes[Outcome.REFUSED] == 8
+        remembered = list(daemon._refused_this_run)  # the newest three (refusals come in concurrently, in any order)
+        assert len(remembered) == 3 and set(remembered) <= {f"r{i}" for i in range(8)}
+        asked = len(admin.state()["approvals"])
+        second = daemon.run_cycle()
+    finally:
+        daemon.close()
+    assert second.outcomes[Outcome.SKIPPED] == 8
+    assert len(admin.state()["approvals"]) == asked and sent(admin) == {}

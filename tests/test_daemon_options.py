@@ -141,3 +141,30 @@ def test_daemon_and_seal_do_not_import_the_cli() -> None:
                     offenders.append(f"{source.relative_to(root.parent)}:{node.lineno}")
     assert offenders == []
     assert (root / "seal").is_dir() and not (root / "seal.py").exists()
+
+
+def test_in_flight_caps_from_flags_settings_and_defaults() -> None:
+    from kms.daemon.model import DEFAULTS
+
+    default = options("--testnet").config
+    assert (default.max_in_flight, default.max_in_flight_per_sender) == (
+        DEFAULTS.max_in_flight,
+        DEFAULTS.max_in_flight_per_sender,
+    )
+    settings = {**SETTINGS, "TATUM_KMS_MAX_IN_FLIGHT": "40", "TATUM_KMS_MAX_IN_FLIGHT_PER_SENDER": "8"}
+    from_settings = options("--testnet", settings=settings).config
+    assert (from_settings.max_in_flight, from_settings.max_in_flight_per_sender) == (40, 8)
+    flags = options("--testnet", "--max-in-flight", "12", "--max-in-flight-per-sender", "3", settings=settings).config
+    assert (flags.max_in_flight, flags.max_in_flight_per_sender) == (12, 3)
+    with pytest.raises(UsageError, match="--max-in-flight-per-sender must be at least 1"):
+        options("--testnet", "--max-in-flight-per-sender", "0")
+    with pytest.raises(UsageError, match="--max-in-flight must be a number"):
+        options("--testnet", settings={**SETTINGS, "TATUM_KMS_MAX_IN_FLIGHT": "many"})
+
+
+def test_pending_list_cap_setting() -> None:
+    assert options("--testnet").max_pending_bytes == 64 * 1024 * 1024
+    got = options("--testnet", settings={**SETTINGS, "TATUM_KMS_MAX_PENDING_BYTES": "2000000"})
+    assert got.max_pending_bytes == 2_000_000
+    with pytest.raises(UsageError, match="TATUM_KMS_MAX_PENDING_BYTES must be at least"):
+        options("--testnet", settings={**SETTINGS, "TATUM_KMS_MAX_PENDING_BYTES": "100"})

@@ -164,6 +164,25 @@ def test_api_key_and_evm_lookups(sandbox: Sandbox, http: httpx.Client) -> None:
     assert "POST /v3/bsc/web3" in requests and not any("k-123" in key for key in requests)
 
 
+def test_nonces_that_change_on_each_lookup(sandbox: Sandbox, http: httpx.Client) -> None:
+    with SandboxAdmin(sandbox.url) as admin:
+        admin.configure(nonces={"0xabc": 5}, nonceStep=1)
+        rest = [http.get("/v3/ethereum/transaction/count/0xABC").json() for _ in range(2)]
+        rpc = http.post("/v3/polygon/web3/k", json={"id": 1, "method": "eth_getTransactionCount", "params": ["0xabc"]})
+        assert [*rest, int(rpc.json()["result"], 16)] == [5, 6, 7]
+
+
+def test_trickle_fault_sends_the_answer_slowly(sandbox: Sandbox) -> None:
+    with SandboxAdmin(sandbox.url) as admin:
+        admin.configure(faults=[{"kind": "trickle", "seconds": 0.5, "path": "/v3/kms/pending/", "times": 1}])
+        with httpx.Client(trust_env=False, timeout=httpx.Timeout(0.2)) as client, pytest.raises(httpx.ReadTimeout):
+            # each byte comes after more than the 0.2 s read timeout; a per-read timeout does trip here
+            client.post(f"{sandbox.url}/v3/kms/pending/ETH", json={"signatureIds": []})
+        with httpx.Client(trust_env=False, timeout=5) as client:
+            answer = client.post(f"{sandbox.url}/v3/kms/pending/ETH", json={"signatureIds": []})
+        assert answer.json() == [] and admin.state()["faults"][0]["hits"] == 1
+
+
 def test_unknown_endpoints(sandbox: Sandbox, http: httpx.Client) -> None:
     assert http.get("/nothing").status_code == 404
     assert http.get("/_sandbox/nothing").status_code == 404

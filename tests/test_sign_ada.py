@@ -16,7 +16,7 @@ from pycardano import Address, Network, Transaction, VerificationKey
 from pycardano.crypto.bip32 import BIP32ED25519PublicKey
 
 from kms.api import PendingTransaction
-from kms.chains.ada import ADA
+from kms.chains.ada import ADA, ADA_FACTS
 from kms.errors import KmsError, SigningError, TatumApiError
 from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
@@ -112,7 +112,7 @@ def rosetta() -> Iterator[RosettaDouble]:
 def sign(rosetta: RosettaDouble, ops: Any, keys: list[bytes] | None = None, testnet: bool = True) -> str:
     gateway = HttpxGateway(rosetta.url, API_KEY, testnet)
     handles = [handle(k, f"wallet-{i}") for i, k in enumerate(keys or [raw_key(0), raw_key(1)])]
-    return AdaSigner().sign(pending(ops), handles, testnet, gateway).payload
+    return AdaSigner(ADA_FACTS).sign(pending(ops), handles, testnet, gateway).payload
 
 
 def decoded(signed: str) -> Transaction:
@@ -235,7 +235,7 @@ def test_a_combined_transaction_with_another_body_is_refused(rosetta: RosettaDou
 def test_gateway_errors_are_tatum_errors(rosetta: RosettaDouble) -> None:
     gateway = HttpxGateway(rosetta.url, "wrong-key", True)
     with pytest.raises(TatumApiError) as caught:
-        AdaSigner().sign(pending(operations()), [handle(raw_key(0)), handle(raw_key(1))], True, gateway)
+        AdaSigner(ADA_FACTS).sign(pending(operations()), [handle(raw_key(0)), handle(raw_key(1))], True, gateway)
     assert "wrong-key" not in str(caught.value)
 
 
@@ -256,7 +256,7 @@ def test_keys_that_are_not_extended_ed25519_keys_are_refused(rosetta: RosettaDou
 
 
 def test_wrong_chain_no_keys_and_no_gateway_are_refused() -> None:
-    signer = AdaSigner()
+    signer = AdaSigner(ADA_FACTS)
     with pytest.raises(SigningError):
         signer.sign(PendingTransaction(id="x", chain="FLOW", serialized_transaction="[]"), [], True, None)
     with pytest.raises(SigningError):

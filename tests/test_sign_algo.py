@@ -15,17 +15,21 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from kms.api import PendingTransaction
-from kms.chains.algo import ALGO
+from kms.chains.algo import ALGO, GENESIS
+from kms.chains.base import loaded_signer
 from kms.errors import SigningError
 from kms.keys import KeyHandle
-from kms.signing.algo import (
-    MAINNET_GENESIS_HASH,
-    TESTNET_GENESIS_HASH,
-    AlgoSigner,
-    algo_raw_key,
-    algo_signer,
-)
+from kms.signing.algo import AlgoSigner
 from tests.conftest import load_vectors
+from tests.signing_fakes import raw_key
+
+MAINNET_GENESIS_HASH = GENESIS[False][1]
+TESTNET_GENESIS_HASH = GENESIS[True][1]
+
+
+def algo_raw_key(secret: str) -> object:
+    return raw_key("ALGO", secret, kind="secret")
+
 
 VECTORS = load_vectors("signing-algo.json")
 SEED = bytes(range(1, 33))
@@ -122,7 +126,7 @@ def test_upstream_vector_byte_for_byte(vector: dict[str, Any]) -> None:
         hashes=("sig-1",),
     )
     key = KeyHandle("sig-1", algo_raw_key(vector["input"]["wallet"]["secret"]))
-    signed = AlgoSigner().sign(tx, [key], vector["testnet"], NoNetwork())
+    signed = AlgoSigner(GENESIS).sign(tx, [key], vector["testnet"], NoNetwork())
     assert signed.payload == vector["expected"]["txData"]
     assert signed.meta["txId"] == vector["expected"]["txId"]
     assert vector["expected"]["broadcastPath"] == f"/v3/{ALGO.broadcast_route}/broadcast"
@@ -133,7 +137,7 @@ def test_upstream_vector_verifies_and_matches_the_pending(vector: dict[str, Any]
     source = vector["input"]["pending"]
     upstream = json.loads(source["serializedTransaction"])
     key = KeyHandle("sig-1", algo_raw_key(vector["input"]["wallet"]["secret"]))
-    signed = AlgoSigner().sign(pending(source["serializedTransaction"]), [key], vector["testnet"], None)
+    signed = AlgoSigner(GENESIS).sign(pending(source["serializedTransaction"]), [key], vector["testnet"], None)
     txn = verify(signed.payload).transaction
     assert txn.sender == vector["input"]["wallet"]["address"]
     assert encoding.decode_address(txn.receiver) == bytes(upstream["to"]["publicKey"][str(i)] for i in range(32))
@@ -154,7 +158,7 @@ def test_upstream_vector_verifies_and_matches_the_pending(vector: dict[str, Any]
 def test_payments_match_algosdk_signing(note: bytes, testnet: bool) -> None:
     receiver = address_of(OTHER_SEED)
     tx = upstream_json(address_of(SEED), receiver, testnet=testnet, note=note, amount=7)
-    signed = AlgoSigner().sign(pending(tx), [handle()], testnet, None)
+    signed = AlgoSigner(GENESIS).sign(pending(tx), [handle()], testnet, None)
     genesis_id, genesis = ("testnet-v1.0", TESTNET_GENESIS_HASH) if testnet else ("mainnet-v1.0", MAINNET_GENESIS_HASH)
     params = SuggestedParams(1000, 40_000_000, 40_001_000, base64.b64encode(genesis).decode(), genesis_id, True)
     reference = PaymentTxn(address_of(SEED), params, receiver, 7, note=note or None)
@@ -167,7 +171,7 @@ def test_payments_match_algosdk_signing(note: bytes, testnet: bool) -> None:
 
 
 def test_verification_fails_on_a_tampered_signature() -> None:
-    payload = AlgoSigner().sign(pending(_good()), [handle()], True, None).payload
+    payload = AlgoSigner(GENESIS).sign(pending(_good()), [handle()], True, None).payload
     signed = decode_signed(payload)
     signature = bytearray(base64.b64decode(signed.signature))
     signature[0] ^= 1
@@ -178,11 +182,11 @@ def test_verification_fails_on_a_tampered_signature() -> None:
 
 def test_zero_amount_is_signed_and_verifies() -> None:
     tx = upstream_json(address_of(SEED), address_of(OTHER_SEED), amount=0)
-    assert verify(AlgoSigner().sign(pending(tx), [handle()], True, None).payload).transaction.amt == 0
+    assert verify(AlgoSigner(GENESIS).sign(pending(tx), [handle()], True, None).payload).transaction.amt == 0
 
 
-def test_factory_builds_a_signer() -> None:
-    assert isinstance(algo_signer(), AlgoSigner)
+def test_the_chain_module_wires_the_signer() -> None:
+    assert isinstance(loaded_signer(ALGO), AlgoSigner)
 
 
 # --- refusals --------------------------------------------------------------------------------------------------------
@@ -190,7 +194,7 @@ def test_factory_builds_a_signer() -> None:
 
 def _refused(tx: dict[str, Any] | str, *, testnet: bool = True, seed: bytes = SEED, chain: str = "ALGO") -> str:
     with pytest.raises(SigningError) as caught:
-        AlgoSigner().sign(pending(tx, chain), [handle(seed)], testnet, NoNetwork())
+        AlgoSigner(GENESIS).sign(pending(tx, chain), [handle(seed)], testnet, NoNetwork())
     message = str(caught.value)
     assert "\n" not in message and secret_of(seed) not in message
     return message
@@ -267,9 +271,9 @@ def test_another_chain_is_refused() -> None:
 
 def test_exactly_one_key_is_required() -> None:
     with pytest.raises(SigningError, match="one signing key"):
-        AlgoSigner().sign(pending(_good()), [handle(), handle()], True, None)
+        AlgoSigner(GENESIS).sign(pending(_good()), [handle(), handle()], True, None)
     with pytest.raises(SigningError, match="one signing key"):
-        AlgoSigner().sign(pending(_good()), [], True, None)
+        AlgoSigner(GENESIS).sign(pending(_good()), [], True, None)
 
 
 # --- the raw key -----------------------------------------------------------------------------------------------------

@@ -17,11 +17,18 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from kms.api import PendingTransaction
-from kms.chains.egld import EGLD
+from kms.chains.base import loaded_signer
+from kms.chains.egld import EGLD, EGLD_FACTS
 from kms.errors import SigningError, TatumApiError
 from kms.keys import KeyHandle
-from kms.signing.egld import EgldSigner, address_of_public_key, egld_raw_key, egld_signer
+from kms.signing.egld import EgldSigner, address_of_public_key
 from tests.conftest import load_vectors
+from tests.signing_fakes import raw_key
+
+
+def egld_raw_key(private_key: str) -> Any:
+    return raw_key("EGLD", private_key)
+
 
 VECTORS = load_vectors("signing-egld.json")
 MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
@@ -119,7 +126,7 @@ def answers_for(sender: str, *, nonce: Any = 3, chain_id: Any = "D", gas: Any = 
 def test_upstream_vector_byte_for_byte(vector: dict[str, Any]) -> None:
     gateway = RecordedGateway(vector["input"]["nodeAnswers"], vector["testnet"])
     key = KeyHandle("sig-1", egld_raw_key(wallet_key(vector)))
-    signed = EgldSigner().sign(vector_pending(vector), [key], vector["testnet"], gateway)
+    signed = EgldSigner(EGLD_FACTS).sign(vector_pending(vector), [key], vector["testnet"], gateway)
     assert signed.payload == vector["expected"]["txData"]
     assert gateway.done
     assert vector["expected"]["broadcastPath"] == f"/v3/{EGLD.broadcast_route}/broadcast"
@@ -129,7 +136,7 @@ def test_upstream_vector_byte_for_byte(vector: dict[str, Any]) -> None:
 def test_upstream_vector_verifies_and_matches_the_pending(vector: dict[str, Any]) -> None:
     gateway = RecordedGateway(vector["input"]["nodeAnswers"], vector["testnet"])
     key = KeyHandle("sig-1", egld_raw_key(wallet_key(vector)))
-    sent = verify(EgldSigner().sign(vector_pending(vector), [key], vector["testnet"], gateway).payload)
+    sent = verify(EgldSigner(EGLD_FACTS).sign(vector_pending(vector), [key], vector["testnet"], gateway).payload)
     asked = json.loads(vector["input"]["pending"]["serializedTransaction"])
     answers = {a["path"].rsplit("/", 1)[-1]: a["response"]["data"] for a in vector["input"]["nodeAnswers"]}
     assert sent["sender"] == asked["from"]
@@ -145,7 +152,7 @@ def test_a_tampered_transaction_does_not_verify() -> None:
     vector = VECTORS[0]
     gateway = RecordedGateway(vector["input"]["nodeAnswers"])
     sent = json.loads(
-        EgldSigner()
+        EgldSigner(EGLD_FACTS)
         .sign(vector_pending(vector), [KeyHandle("s", egld_raw_key(wallet_key(vector)))], True, gateway)
         .payload
     )
@@ -159,7 +166,7 @@ def test_a_tampered_transaction_does_not_verify() -> None:
 
 def test_mnemonic_wallet_at_its_index_signs_data() -> None:
     private_key = EGLD.private_key_at(MNEMONIC, 1, True)
-    sender = address_of_public_key(bytes(SigningKey(bytes.fromhex(private_key)).verify_key))
+    sender = address_of_public_key(bytes(SigningKey(bytes.fromhex(private_key)).verify_key), "erd")
     data = "memo: café ✓"
     encoded = base64.b64encode(data.encode()).decode()
     cost_body = {
@@ -168,7 +175,7 @@ def test_mnemonic_wallet_at_its_index_signs_data() -> None:
     }  # fmt: skip
     gateway = RecordedGateway(answers_for(sender, body=cost_body))
     tx = {"from": sender, "to": RECEIVER, "value": "1", "data": data, "gasPrice": 5, "gasLimit": 5}
-    signed = EgldSigner().sign(pending(tx), [KeyHandle("s", egld_raw_key(private_key), 1)], True, gateway)
+    signed = EgldSigner(EGLD_FACTS).sign(pending(tx), [KeyHandle("s", egld_raw_key(private_key), 1)], True, gateway)
     sent = verify(signed.payload)
     assert gateway.done
     assert list(sent) == [*list(cost_body)[:6], "data", "chainID", "version"]
@@ -182,12 +189,12 @@ def test_without_from_the_key_is_the_sender() -> None:
     tx = json.loads(vector["input"]["pending"]["serializedTransaction"])
     del tx["from"]
     gateway = RecordedGateway(vector["input"]["nodeAnswers"])
-    signed = EgldSigner().sign(pending(tx), [KeyHandle("s", egld_raw_key(wallet_key(vector)))], True, gateway)
+    signed = EgldSigner(EGLD_FACTS).sign(pending(tx), [KeyHandle("s", egld_raw_key(wallet_key(vector)))], True, gateway)
     assert signed.payload == vector["expected"]["txData"]
 
 
 def test_factory_builds_a_signer() -> None:
-    assert isinstance(egld_signer(), EgldSigner)
+    assert isinstance(loaded_signer(EGLD), EgldSigner)
 
 
 # --- refusals --------------------------------------------------------------------------------------------------------
@@ -198,7 +205,7 @@ def _sign_vector(answers: list[dict[str, Any]] | None = None, tx: Any = None, **
     gateway = RecordedGateway(answers if answers is not None else vector["input"]["nodeAnswers"], **kwargs)
     source = tx if tx is not None else vector["input"]["pending"]["serializedTransaction"]
     key = KeyHandle("s", egld_raw_key(wallet_key(vector)))
-    EgldSigner().sign(pending(source), [key], gateway.testnet, gateway)
+    EgldSigner(EGLD_FACTS).sign(pending(source), [key], gateway.testnet, gateway)
     return gateway
 
 
@@ -261,7 +268,9 @@ def test_gateway_failures_propagate_and_nothing_is_signed(position: int, failure
 def test_offline_signing_is_refused() -> None:
     vector = VECTORS[0]
     with pytest.raises(SigningError, match="offline"):
-        EgldSigner().sign(vector_pending(vector), [KeyHandle("s", egld_raw_key(wallet_key(vector)))], True, None)
+        EgldSigner(EGLD_FACTS).sign(
+            vector_pending(vector), [KeyHandle("s", egld_raw_key(wallet_key(vector)))], True, None
+        )
 
 
 def test_wrong_sender_is_refused_before_any_call() -> None:
@@ -270,7 +279,7 @@ def test_wrong_sender_is_refused_before_any_call() -> None:
     gateway = RecordedGateway([])
     key = KeyHandle("s", egld_raw_key(wallet_key(VECTORS[0])))
     with pytest.raises(SigningError, match="sender is not this wallet"):
-        EgldSigner().sign(pending(tx), [key], True, gateway)
+        EgldSigner(EGLD_FACTS).sign(pending(tx), [key], True, gateway)
     assert gateway.calls == []
 
 
@@ -303,9 +312,9 @@ def test_malformed_json_is_refused(text: str) -> None:
 def test_another_chain_and_key_count_are_refused() -> None:
     key = KeyHandle("s", egld_raw_key(wallet_key(VECTORS[0])))
     with pytest.raises(SigningError, match="not EGLD"):
-        EgldSigner().sign(pending("{}", chain="ALGO"), [key], True, None)
+        EgldSigner(EGLD_FACTS).sign(pending("{}", chain="ALGO"), [key], True, None)
     with pytest.raises(SigningError, match="one signing key"):
-        EgldSigner().sign(vector_pending(VECTORS[0]), [key, key], True, None)
+        EgldSigner(EGLD_FACTS).sign(vector_pending(VECTORS[0]), [key, key], True, None)
 
 
 @pytest.mark.parametrize("text", ["", "12", "zz" * 32, "ab" * 33, "0x" + "ab" * 31])

@@ -340,7 +340,7 @@ def test_json_rpc_error_is_not_retried(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("answer", "match"),
     [
-        (Response(200, b"<html>", {"Content-Type": "text/html"}), "not JSON"),
+        (Response(200, b"<html>", {"Content-Type": "text/html"}), "not valid JSON"),
         (Response.json(200, {"slow": 1}), "no 'medium' field"),
         (Response.json(200, {"medium": "lots"}), "not a number"),
         (Response.json(200, {"medium": -5}), "negative"),

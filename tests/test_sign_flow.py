@@ -19,7 +19,8 @@ import coincurve
 import pytest
 
 from kms.api import PendingTransaction
-from kms.chains.flow import FLOW
+from kms.chains.base import loaded_signer
+from kms.chains.flow import FLOW, FLOW_FACTS
 from kms.errors import KmsError, SigningError, TatumApiError
 from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
@@ -101,7 +102,7 @@ def exchanges() -> list[dict[str, Any]]:
 
 
 def upstream_signer() -> FlowSigner:
-    return FlowSigner(NODE, templates=flow_cadence.UPSTREAM_SET, accept_emulator=True, sleep=lambda _: None)
+    return FlowSigner(FLOW_FACTS, NODE, templates=flow_cadence.UPSTREAM_SET, accept_emulator=True, sleep=lambda _: None)
 
 
 def recovered_public_keys(signature: bytes, message: bytes) -> set[str]:
@@ -168,7 +169,7 @@ def test_mnemonic_key_signs_as_authorizer() -> None:
 
 def test_cadence_1_0_templates_are_the_default_and_sign_the_same_transfer() -> None:
     gateway = ReplayGateway(exchanges(), strict_bodies=False)
-    signer = FlowSigner(NODE, accept_emulator=True)
+    signer = FlowSigner(FLOW_FACTS, NODE, accept_emulator=True)
     signed = signer.sign(pending_of(VECTOR), [handle(vector_key())], True, gateway)
     body = json.loads(signed.payload)
     script = base64.b64decode(body["script"]).decode()
@@ -182,12 +183,13 @@ def test_cadence_1_0_templates_are_the_default_and_sign_the_same_transfer() -> N
 
 
 def test_default_node_is_upstreams_public_node_per_network() -> None:
-    signer = FlowSigner()
+    signer = loaded_signer(FLOW)
+    assert isinstance(signer, FlowSigner) and signer.templates == flow_cadence.CADENCE_1_0_SET
     assert signer.access_node(True) == "https://rest-testnet.onflow.org"
     assert signer.access_node(False) == "https://rest-mainnet.onflow.org"
-    assert FlowSigner("http://127.0.0.1:8888/").access_node(False) == "http://127.0.0.1:8888"
+    assert FlowSigner(FLOW_FACTS, "http://127.0.0.1:8888/").access_node(False) == "http://127.0.0.1:8888"
     with pytest.raises(ValueError):
-        FlowSigner("http://node?apikey=1")
+        FlowSigner(FLOW_FACTS, "http://node?apikey=1")
 
 
 # --- bad input and lying answers -------------------------------------------------------------------------------
@@ -241,7 +243,7 @@ def test_wrong_network_is_refused() -> None:
 
     gateway = refuse(mutate=mainnet)
     assert [c[1] for c in gateway.calls] == ["/v3/flow/proposal/true", "/flow/v1/network/parameters"]
-    refuse(signer=FlowSigner(NODE, templates=flow_cadence.UPSTREAM_SET))  # the emulator is not a testnet
+    refuse(signer=FlowSigner(FLOW_FACTS, NODE, templates=flow_cadence.UPSTREAM_SET))  # the emulator is not a testnet
 
 
 def test_proposal_key_that_the_account_does_not_have_is_refused_and_released() -> None:
@@ -325,7 +327,9 @@ BODIES = {
 @pytest.mark.parametrize("template_set", [flow_cadence.UPSTREAM_SET, flow_cadence.CADENCE_1_0_SET])
 @pytest.mark.parametrize("tx_type", sorted(BODIES))
 def test_every_transaction_type_renders(template_set: str, tx_type: int) -> None:
-    script = parse_flow_transaction(json.dumps({"type": tx_type, "body": BODIES[tx_type]}), template_set, False)
+    script = parse_flow_transaction(
+        json.dumps({"type": tx_type, "body": BODIES[tx_type]}), template_set, FLOW_FACTS.contract_addresses[False]
+    )
     assert "$" not in script.code and script.authorizer == ACCOUNT
     assert all(set(arg) == {"type", "value"} for arg in script.arguments)
     if tx_type == 8:
@@ -338,7 +342,7 @@ def test_every_transaction_type_renders(template_set: str, tx_type: int) -> None
 def rendered_cadence_1_0() -> dict[str, str]:
     rendered = {}
     for testnet in (True, False):
-        names = dict(flow_cadence.CONTRACT_ADDRESSES[testnet])
+        names = dict(FLOW_FACTS.contract_addresses[testnet])
         names.update(tokenName="FlowToken", tokenAddress=names["FlowToken"], tokenStorage="flowToken")
         for name, template in flow_cadence.CADENCE_1_0.items():
             rendered[f"{name}-{testnet}"] = string.Template(template).substitute(names)

@@ -158,3 +158,12 @@ def test_bch_offchain_withdrawal_maps_responses_to_inputs() -> None:
 def test_bch_refuses_what_upstream_refuses(case: dict[str, Any]) -> None:
     with pytest.raises(SigningError, match="absurd"):
         BchSigner().sign(pending_of(case), keys_of(case), case["testnet"])
+
+
+@pytest.mark.parametrize("serialized", ["02000000000000000000:[50000]", "0100000000000000000000:[1]"])
+def test_a_segwit_marker_with_flag_zero_is_refused(serialized: str) -> None:
+    """Issue 15 item 8: bitcointx raises UnboundLocalError on these bytes; the parser refuses them as bad input."""
+    from kms.signing.bch import parse_bch_serialized
+
+    with pytest.raises(SigningError, match="does not parse"):
+        parse_bch_serialized(serialized)

@@ -17,18 +17,26 @@ from eth_keys import KeyAPI
 from eth_keys.backends import NativeECCBackend
 
 from kms.api import PendingTransaction
-from kms.chains.evm import VET
+from kms.chains.base import loaded_signer
+from kms.chains.vet import VET, VET_FACTS
 from kms.errors import SigningError, TatumApiError, UsageError
 from kms.keys import KeyHandle
-from kms.signing.vet import (
-    DEFAULT_NODE_URLS,
-    GENESIS_IDS,
-    VetSigner,
-    upstream_nonce,
-    vet_raw_key,
-    vet_signer,
-)
+from kms.signing.vet import VetSigner as _VetSigner
+from kms.signing.vet import upstream_nonce
 from tests.conftest import load_vectors
+from tests.signing_fakes import raw_key
+
+DEFAULT_NODE_URLS = VET_FACTS.default_node_urls
+GENESIS_IDS = VET_FACTS.genesis_ids
+
+
+def VetSigner(node_url: str | None = None, **kwargs: Any) -> _VetSigner:  # as the chain module builds it
+    return _VetSigner(VET_FACTS, node_url, **kwargs)
+
+
+def vet_raw_key(private_key: str) -> Any:
+    return raw_key("VET", private_key)
+
 
 VECTORS = load_vectors("signing-vet.json")
 MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
@@ -255,9 +263,11 @@ def test_default_nonce_is_random() -> None:
     assert len(nonces) == 3
 
 
-def test_factory_takes_the_node_url() -> None:
-    assert vet_signer("http://127.0.0.1:1").node_url(True) == "http://127.0.0.1:1"
-    assert vet_signer().node_url(False) == DEFAULT_NODE_URLS[False]
+def test_the_signer_takes_the_node_url_and_the_chain_module_wires_it() -> None:
+    assert VetSigner("http://127.0.0.1:1").node_url(True) == "http://127.0.0.1:1"
+    assert VetSigner().node_url(False) == DEFAULT_NODE_URLS[False]
+    assert isinstance(loaded_signer(VET), _VetSigner)
+    assert loaded_signer(VET).node_url(True) == DEFAULT_NODE_URLS[True]  # type: ignore[union-attr]
 
 
 # --- refusals --------------------------------------------------------------------------------------------------------
@@ -360,7 +370,7 @@ def test_a_broken_nonce_source_signs_nothing(nonce: Any) -> None:
 
 @pytest.mark.parametrize("url", ["ftp://node", "https://node/x?key=1", "node.example", ""])
 def test_bad_node_urls_are_refused(url: str) -> None:
-    with pytest.raises(UsageError, match="TATUM_KMS_VET_NODE_URL"):
+    with pytest.raises(UsageError, match="VET node URL"):
         VetSigner(url or " ")
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from kms.api import PendingTransaction
 from kms.approval.intent import Intent, unknown_intent
 from kms.chains import get_chain
-from kms.chains.base import Chain, LazySigner
+from kms.chains.base import Chain, loaded_signer
 from kms.errors import KmsError
 
 Decoder = Callable[[PendingTransaction, Chain, Any, bool], Intent]
@@ -71,11 +71,6 @@ def register_family(family: Family) -> None:
 
 def families() -> tuple[str, ...]:
     return tuple(f.name for f in _FAMILIES)
-
-
-def loaded_signer(chain: Chain) -> object | None:
-    signer = chain.signer
-    return signer.load() if isinstance(signer, LazySigner) else signer
 
 
 def family_of(chain: Chain) -> Family | None:

@@ -40,3 +40,29 @@ def supported_codes() -> list[str]:
 
 def all_chains() -> list[Chain]:
     return [_REGISTRY[c] for c in supported_codes()]
+
+
+def signer_setting_names() -> tuple[str, ...]:
+    """The settings some chain's signer takes (``LazySigner(..., settings=...)``), each once, in registry order."""
+    from kms.chains.base import LazySigner
+
+    names: dict[str, None] = {}
+    for chain in all_chains():
+        if isinstance(chain.signer, LazySigner):
+            names.update(dict.fromkeys(chain.signer.setting_names))
+    return tuple(names)
+
+
+def retired_wallet_warnings(counts: dict[tuple[str, bool], int]) -> list[str]:
+    """One warning per (chain, network) whose stored wallets belong to a retired chain (BNB Beacon Chain)."""
+    _load()
+    warnings = []
+    for (code, testnet), count in sorted(counts.items()):
+        chain = _REGISTRY.get(code)
+        if chain is not None and chain.retired and count > 0:
+            network = "testnet" if testnet else "mainnet"
+            warnings.append(
+                f"the store holds {count} {code} {network} wallet(s), but {chain.retired} for good: their pending "
+                "transactions are not signed; the wallets stay readable, exportable and removable"
+            )
+    return warnings

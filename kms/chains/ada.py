@@ -7,11 +7,16 @@
 - private key at ``i``: the 64-byte extended key (kL || kR) of ``m/1852'/1815'/0'/0/i``, 128 hex digits;
 - address: the Shelley *enterprise* address of that key (no stake part; what Cardano Rosetta's
   ``construction/derive`` returns by default and so what upstream prints), ``addr1v...`` / ``addr_test1v...``.
+
+Signing (``kms.signing.ada``) goes through Tatum's Cardano Rosetta gateway (``ADA_FACTS``); the raw key is the 64-byte
+extended key. A pending transaction with a ``withdrawalId`` is an offchain withdrawal: its keys are the
+``signatures[]`` mnemonics derived at their indexes, and it goes to the offchain withdrawal broadcast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from bip_utils import (
     Bech32Decoder,
@@ -24,11 +29,12 @@ from bip_utils import (
 )
 from bip_utils.utils.crypto import Blake2b224
 
-from kms.chains.base import ChainDefaults, Signer
+from kms.chains.base import KIND_MNEMONIC, ChainDefaults, LazySigner, Signer
 from kms.chains.common import (
     attempt,
     check_index,
     check_mnemonic,
+    hex_secret,
     is_hex,
     network_name,
     new_mnemonic,
@@ -36,7 +42,8 @@ from kms.chains.common import (
     parse_hex,
     xpub_of,
 )
-from kms.errors import InvalidKeyError
+from kms.errors import InvalidKeyError, SigningError
+from kms.hygiene import SecretBuffer
 
 ACCOUNT_PATH = "m/1852'/1815'/0'/0"
 _HRP = {False: "addr", True: "addr_test"}
@@ -46,6 +53,31 @@ _BASE_TYPES = range(0, 4)
 _POINTER_TYPES = range(4, 6)
 _ENTERPRISE_TYPES = range(6, 8)
 _HASH_LEN = 28
+_BAD_KEY = "invalid ADA private key: expected 128 hex digits (a 64-byte extended ed25519 key)"
+
+
+@dataclass(frozen=True)
+class AdaFacts:
+    """Where upstream's ADA signing goes: Tatum's Cardano Rosetta gateway, per daemon network (testnet flag)."""
+
+    rosetta_networks: Mapping[bool, str]
+    """Cardano Rosetta's network names (the route's ``cardano-{network}`` and the ``network_identifier``)."""
+    rosetta_path: str
+    """``{network}``, ``{operation}`` filled by the signer; ``{{apiKey}}`` stays for the gateway to fill."""
+    relative_ttl: int = 1000
+    """Upstream's ``preprocess`` metadata: the transaction is valid for this many slots."""
+
+
+ADA_FACTS = AdaFacts(
+    rosetta_networks={True: "preprod", False: "mainnet"},
+    rosetta_path="/v3/blockchain/node/cardano-{network}/{{apiKey}}/construction/{operation}",
+)
+
+
+def clamped(raw: memoryview | bytearray | bytes) -> bool:
+    """A BIP32-Ed25519 extended key's kL is clamped (low 3 bits clear, top bit of its last byte clear): only such a
+    key can come out of a derivation."""
+    return len(raw) >= 32 and not raw[0] & 0x07 and not raw[31] & 0x80
 
 
 def enterprise_address(public_key: IPublicKey | bytes, testnet: bool) -> str:
@@ -56,6 +88,8 @@ def enterprise_address(public_key: IPublicKey | bytes, testnet: bool) -> str:
 
 class AdaChain(ChainDefaults):
     uses_mnemonic = True
+    offchain_withdrawals = True
+    offchain_keys_from_signatures = True
 
     def __init__(self) -> None:
         self.code = "ADA"
@@ -104,6 +138,29 @@ class AdaChain(ChainDefaults):
         check_index(index)
         return self._account_node(mnemonic).ChildKey(index).PrivateKey().Raw().ToHex()
 
+    def raw_signing_key(self, secret: SecretBuffer, kind: str, index: int | None, testnet: bool) -> SecretBuffer:
+        """The 64-byte extended key kL || kR: derived at ``index`` as ``private_key_at`` (bip-utils takes the
+        mnemonic as ``str`` and returns the key as ``bytes``, see SECURITY.md), or decoded from 128 hex digits
+        without a ``str`` copy."""
+        if kind == KIND_MNEMONIC:
+            if index is None:
+                raise SigningError("an ADA mnemonic wallet signs only at a derivation index")
+            check_index(index)
+            return SecretBuffer(self._account_node(secret.text()).ChildKey(index).PrivateKey().Raw().ToBytes())
+        raw = hex_secret(secret, 64)
+        if raw is None or not clamped(raw.view()):
+            if raw is not None:
+                raw.wipe()
+            raise SigningError(_BAD_KEY)
+        return raw
+
+    def decode_private_key(self, private_key: str) -> bytes:
+        """The 64 bytes of an ADA private key's text (128 hex digits, a clamped extended key)."""
+        raw = parse_hex(private_key, nbytes=64, prefix="", message=_BAD_KEY)
+        if not clamped(raw):
+            raise InvalidKeyError(_BAD_KEY)
+        return raw
+
     def address_from_private_key(self, private_key: str, testnet: bool) -> str:
         return enterprise_address(self._key(private_key).PublicKey(), testnet)
 
@@ -133,16 +190,13 @@ class AdaChain(ChainDefaults):
             "address": enterprise_address(child.PublicKey().KeyObject(), testnet),
         }
 
-    @staticmethod
-    def _key(private_key: str) -> Ed25519KholawPrivateKey:
-        message = "invalid ADA private key: expected 128 hex digits (a 64-byte extended ed25519 key)"
-        raw = parse_hex(private_key, nbytes=64, prefix="", message=message)
-        if raw[0] & 0x07 or raw[31] & 0x80:
-            raise InvalidKeyError(message)  # not a clamped BIP32-Ed25519 scalar, so no key upstream could derive
-        key = attempt(message, lambda: Ed25519KholawPrivateKey.FromBytes(raw))
+    def _key(self, private_key: str) -> Ed25519KholawPrivateKey:
+        raw = self.decode_private_key(private_key)
+        key = attempt(_BAD_KEY, lambda: Ed25519KholawPrivateKey.FromBytes(raw))
         assert isinstance(key, Ed25519KholawPrivateKey)
         return key
 
 
 ADA = AdaChain()
+ADA.signer = LazySigner("kms.signing.ada:AdaSigner", ADA_FACTS)
 CHAINS = (ADA,)

@@ -11,11 +11,12 @@ neutral default in ``ChainDefaults``, so callers never probe for them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from kms.api import NodeGateway, PendingTransaction
-from kms.errors import SigningError
+from kms.errors import SigningError, UsageError
 from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction, Signer
@@ -37,10 +38,6 @@ class Chain(Protocol):
 
     signer: Signer | None
     """None while kms cannot sign this chain's pending transactions."""
-
-    ignores_withdrawal_id: bool
-    """True where upstream broadcasts an offchain withdrawal's signed transaction to the chain route like any other
-    (TRON, SOL, XLM, XRP ...): its ``withdrawalId`` is ignored, no ``/v3/offchain/withdrawal/broadcast``."""
 
     def generate_wallet(self, testnet: bool) -> dict[str, str]:
         """What upstream's ``generatewallet`` prints: {mnemonic, xpub} or {address, secret|privateKey}."""
@@ -77,6 +74,18 @@ class Chain(Protocol):
         Raises SigningError (never quoting the secret) when it cannot be decoded. The caller wipes both buffers."""
         ...
 
+    offchain_withdrawals: bool
+    """Whether a pending transaction with a ``withdrawalId`` goes to the offchain withdrawal broadcast
+    (``POST /v3/offchain/withdrawal/broadcast``); elsewhere upstream ignores the withdrawalId (chain route)."""
+
+    offchain_keys_from_signatures: bool
+    """Whether an offchain withdrawal (pending ``withdrawalId``) signs only with the ``signatures[]`` mnemonics, each
+    derived at its index, ignoring ``hashes`` (upstream's ADA); otherwise the usual hashes / index / signatures."""
+
+    retired: str | None
+    """Why this chain is no longer signed (its network halted for good); the batch report says it followed by
+    "; nothing signed", checkconfig and report warn about its stored wallets. None for live chains."""
+
     def offchain_key_indexes(self, pending: PendingTransaction) -> Sequence[int] | None:
         """The derivation indexes an offchain withdrawal is signed at, one key per input, from the mnemonic wallet
         in ``hashes[0]`` (UTXO chains); None where the keys come from the usual hashes / index / signatures."""
@@ -92,7 +101,9 @@ class ChainDefaults:
 
     code: str
     signer: Signer | None = None
-    ignores_withdrawal_id: bool = False
+    offchain_withdrawals: bool = False
+    offchain_keys_from_signatures: bool = False
+    retired: str | None = None
 
     def raw_signing_key(self, secret: SecretBuffer, kind: str, index: int | None, testnet: bool) -> SecretBuffer:
         raise SigningError(f"kms cannot decode {self.code} keys for signing")
@@ -108,21 +119,35 @@ class ChainDefaults:
 class LazySigner:
     """A signer built on first use, so commands that never sign do not load the signing libraries.
 
-    ``target`` is ``"module:factory"``; the factory is called with ``args`` and must return a Signer. It is also a
-    ``Submitter`` only when the signer it builds is one (``submits``).
+    ``target`` is ``"module:factory"``; the factory is called with ``args`` (the chain's facts) and must return a
+    Signer. ``settings`` maps factory keywords to the names of the settings that feed them (``{"node_url":
+    "TATUM_KMS_VET_NODE_URL"}``); ``configured(values)`` is a copy whose factory also gets those settings' values. It
+    is also a ``Submitter`` only when the signer it builds is one (``submits``).
     """
 
-    def __init__(self, target: str, *args: Any) -> None:
+    def __init__(self, target: str, *args: Any, settings: Mapping[str, str] | None = None) -> None:
         self._target = target
         self._args = args
+        self._settings = dict(settings or {})
+        self._kwargs: dict[str, str] = {}
         self._signer: Signer | None = None
+
+    @property
+    def setting_names(self) -> tuple[str, ...]:
+        return tuple(self._settings.values())
+
+    def configured(self, values: Mapping[str, str]) -> LazySigner:
+        """A fresh, unloaded copy whose factory gets the values of its settings that are set in ``values``."""
+        copy = LazySigner(self._target, *self._args, settings=self._settings)
+        copy._kwargs = {keyword: values[name] for keyword, name in self._settings.items() if values.get(name)}
+        return copy
 
     def load(self) -> Signer:
         if self._signer is None:
             import importlib
 
             module_name, attr = self._target.split(":")
-            self._signer = getattr(importlib.import_module(module_name), attr)(*self._args)
+            self._signer = getattr(importlib.import_module(module_name), attr)(*self._args, **self._kwargs)
         return self._signer
 
     def sign(
@@ -138,7 +163,51 @@ class LazySigner:
         return f"LazySigner({self._target!r}, {', '.join(map(repr, self._args))})"
 
 
+_NODE_URL = re.compile(r"https?://[^\s?#]+")
+
+
+class SignerSettings(Mapping[str, str]):
+    """The settings chain signers take (today: node URLs, ``TATUM_KMS_VET_NODE_URL``, ``TATUM_KMS_FLOW_NODE_URL``),
+    read once from the daemon's settings and checked there, then handed to each chain's ``LazySigner`` factory
+    (``configured_signer``). Signing modules never read the environment themselves."""
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        self._values: dict[str, str] = {}
+        for name, value in (values or {}).items():
+            text = value.strip()
+            if text and not _NODE_URL.fullmatch(text):
+                raise UsageError(f"{name} must be an http(s) URL without query or fragment")
+            if text:
+                self._values[name] = text.rstrip("/")
+
+    @classmethod
+    def of(cls, settings: Mapping[str, str], names: Sequence[str]) -> SignerSettings:
+        """The named settings' values from ``settings`` (environment over env file); unset ones are left out."""
+        return cls({name: settings[name] for name in names if settings.get(name)})
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"SignerSettings({self._values!r})"
+
+
 def loaded_signer(chain: Chain) -> Signer | None:
     """The chain's signer itself (a lazy one is loaded), to see which protocols it implements (``Submitter``)."""
     signer = chain.signer
     return signer.load() if isinstance(signer, LazySigner) else signer
+
+
+def configured_signer(chain: Chain, settings: Mapping[str, str]) -> Signer | None:
+    """The chain's signer built with ``settings`` (a ``SignerSettings``): a lazy signer that takes settings gets a
+    configured copy; any other signer is returned as it is."""
+    signer = chain.signer
+    if isinstance(signer, LazySigner) and signer.setting_names:
+        return signer.configured(settings)
+    return signer

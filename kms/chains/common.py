@@ -158,6 +158,61 @@ def hex_secret(text: SecretBuffer, nbytes: int) -> SecretBuffer | None:
     return out
 
 
+_HEX_DIGIT_VALUES = {ord(c): int(c, 16) for c in _HEX_DIGIT_CHARS}
+
+
+def hex_number_secret(text: SecretBuffer, nbytes: int) -> SecretBuffer | None:
+    """1 to ``2 * nbytes`` hex digits (a number written without leading zeros, as ``BN.toString(16)`` prints it)
+    decoded right-aligned into ``nbytes`` bytes, buffer to buffer with no ``str`` copy; None when it is not that."""
+    view = text.view()
+    count = len(view)
+    if not 1 <= count <= 2 * nbytes:
+        return None
+    out = SecretBuffer(bytearray(nbytes))
+    raw = out.raw()
+    for position in range(count):
+        value = _HEX_DIGIT_VALUES.get(view[count - 1 - position])
+        if value is None:
+            out.wipe()
+            return None
+        raw[nbytes - 1 - position // 2] |= value << (4 * (position % 2))
+    return out
+
+
+_BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_BASE32_VALUES = {ord(c): i for i, c in enumerate(_BASE32_ALPHABET)} | {
+    ord(c.lower()): i for i, c in enumerate(_BASE32_ALPHABET)
+}
+
+
+def base32_secret(text: SecretBuffer, nbytes: int) -> SecretBuffer | None:
+    """RFC 4648 base32 (either case, without padding, or with one trailing ``=`` as upstream's secrets may carry) of
+    exactly ``nbytes`` bytes, decoded buffer to buffer with no ``str`` copy; None when it is not that (including
+    non-zero unused trailing bits)."""
+    view = text.view()
+    count = len(view)
+    if count and view[count - 1] == ord("="):
+        count -= 1
+    if count != -(-nbytes * 8 // 5):
+        return None
+    out = SecretBuffer(bytearray(nbytes))
+    raw = out.raw()
+    bits = 0
+    for position in range(count):
+        value = _BASE32_VALUES.get(view[position])
+        if value is None:
+            out.wipe()
+            return None
+        for bit in range(4, -1, -1):
+            if value >> bit & 1:
+                if bits >= nbytes * 8:
+                    out.wipe()
+                    return None
+                raw[bits // 8] |= 0x80 >> (bits % 8)
+            bits += 1
+    return out
+
+
 _SECP256K1_ORDER = bytes.fromhex("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141")
 
 

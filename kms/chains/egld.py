@@ -4,28 +4,55 @@ Upstream keeps no xpub for EGLD (ed25519 has no public derivation), so records a
 at an index is derived from the mnemonic. Upstream's own ``getaddress`` derives from the absent xpub and prints a
 meaningless address; this does it properly. Addresses are bech32 ``erd1...`` on both networks; keys are 64 hex digits
 (the ed25519 seed).
+
+Signing (``kms.signing.egld``): the raw key is that seed; nonce, gas price, chain id and gas limit come from the node
+behind the Tatum gateway (``EGLD_FACTS``); the signed JSON goes to ``POST /v3/egld/broadcast``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from bip_utils import Bip32Slip10Ed25519, Bip32Utils, Ed25519PrivateKey, EgldAddrDecoder, EgldAddrEncoder
 
-from kms.chains.base import ChainDefaults, Signer
+from kms.chains.base import KIND_MNEMONIC, ChainDefaults, LazySigner, Signer
 from kms.chains.common import (
     attempt,
     bip39_seed,
     check_index,
+    hex_secret,
     mnemonic_of,
     network_name,
     new_mnemonic,
     normalize_mnemonic,
     parse_hex,
 )
-from kms.errors import InvalidKeyError
+from kms.errors import InvalidKeyError, SigningError
+from kms.hygiene import SecretBuffer
 
 _COIN = {False: 508, True: 1}
+
+
+@dataclass(frozen=True)
+class EgldFacts:
+    """What upstream's EGLD signing reaches and accepts."""
+
+    node_path: str
+    """The MultiversX node behind the Tatum gateway (``{apiKey}`` stands for the API key)."""
+    chain_ids: Mapping[bool, frozenset[str]]
+    """Chain ids a node may report, per daemon network (testnet flag)."""
+    default_gas_price: int
+    """Upstream's fallback when the node reports no minimum gas price."""
+    address_hrp: str = "erd"
+
+
+EGLD_FACTS = EgldFacts(
+    node_path="/v3/egld/node/{apiKey}",
+    # Mainnet "1"; Tatum's EGLD testnet gateway is devnet "D" (or testnet "T").
+    chain_ids={False: frozenset({"1"}), True: frozenset({"T", "D"})},
+    default_gas_price=1_000_000_000,
+)
 
 
 class EgldChain(ChainDefaults):
@@ -63,6 +90,19 @@ class EgldChain(ChainDefaults):
         check_index(index)
         return self._node(mnemonic, index, testnet).PrivateKey().Raw().ToHex()
 
+    def raw_signing_key(self, secret: SecretBuffer, kind: str, index: int | None, testnet: bool) -> SecretBuffer:
+        """The 32-byte ed25519 seed: derived from the mnemonic at ``index`` (bip-utils takes the mnemonic as ``str``
+        and returns the seed as ``bytes``, see SECURITY.md), or decoded from 64 hex digits without a ``str`` copy."""
+        if kind == KIND_MNEMONIC:
+            if index is None:
+                raise SigningError("an EGLD mnemonic wallet signs only at a derivation index")
+            check_index(index)
+            return SecretBuffer(self._node(secret.text(), index, testnet).PrivateKey().Raw().ToBytes())
+        raw = hex_secret(secret, 32)
+        if raw is None:
+            raise SigningError("invalid EGLD private key: expected 64 hex digits")
+        return raw
+
     def address_from_private_key(self, private_key: str, testnet: bool) -> str:
         return EgldAddrEncoder.EncodeKey(self._key(private_key).PublicKey())
 
@@ -92,4 +132,5 @@ class EgldChain(ChainDefaults):
 
 
 EGLD = EgldChain()
+EGLD.signer = LazySigner("kms.signing.egld:EgldSigner", EGLD_FACTS)
 CHAINS = (EGLD,)

@@ -1,4 +1,4 @@
-"""EVM chains: ETH, BSC, MATIC, CELO, KLAY, XDC, ONE, VET, KCS, one ``EvmFacts`` record each.
+"""EVM chains: ETH, BSC, MATIC, CELO, KLAY, XDC, ONE, KCS, one ``EvmFacts`` record each.
 
 All derive ``m/44'/COIN'/0'/0`` (testnet: coin 1), print addresses as lower-case hex (XDC with an ``xdc`` prefix
 instead of ``0x``) and keys as ``0x`` + 64 hex digits. Everything upstream does differently per chain is data in its
@@ -115,8 +115,6 @@ class EvmFacts:
     route: EvmRoute | None = None
     quirks: EvmQuirks = field(default_factory=EvmQuirks)
     address_prefix: str = "0x"
-    signs: bool = True
-    """False for VET: its transactions are Thor clauses, not Ethereum-format ones."""
 
     def __post_init__(self) -> None:
         if set(self.chain_ids) != {False, True}:
@@ -138,15 +136,16 @@ def _id_tuple(ids: int | Sequence[int]) -> tuple[int, ...]:
 # -- the chain family ----------------------------------------------------------------------------------------------
 
 
-class EvmChain(Secp256k1Bip44Chain):
-    record_order = ("xpub", "mnemonic")
+class EthereumKeyChain(Secp256k1Bip44Chain):
+    """Ethereum's keys and addresses on m/44'/COIN'/0'/0 (testnet coin 1): the EVM chains, and VET (whose
+    transactions are not Ethereum's, see ``kms.chains.vet``)."""
 
-    def __init__(self, facts: EvmFacts) -> None:
-        super().__init__(facts.code, facts.broadcast_route, Bip44Network(facts.coin), Bip44Network(TESTNET_COIN))
-        self.facts = facts
-        self.address_prefix = facts.address_prefix
-        if facts.signs:
-            self.signer = LazySigner("kms.signing.evm:signer_for", facts)
+    record_order = ("xpub", "mnemonic")
+    address_prefix = "0x"
+
+    def __init__(self, code: str, broadcast_route: str, coin: int, address_prefix: str = "0x") -> None:
+        super().__init__(code, broadcast_route, Bip44Network(coin), Bip44Network(TESTNET_COIN))
+        self.address_prefix = address_prefix
 
     def encode_address(self, public_key: Secp256k1PublicKey, testnet: bool) -> str:
         hex_address = EthAddrEncoder.EncodeKey(public_key, skip_chksum_enc=True)  # "0x" + 40 lower-case hex
@@ -186,6 +185,15 @@ class EvmChain(Secp256k1Bip44Chain):
                 f"invalid {self.code} address: the EIP-55 checksum (mixed case) does not match",
                 lambda: EthAddrDecoder.DecodeAddr("0x" + digits),
             )
+
+
+class EvmChain(EthereumKeyChain):
+    offchain_withdrawals = True
+
+    def __init__(self, facts: EvmFacts) -> None:
+        super().__init__(facts.code, facts.broadcast_route, facts.coin, facts.address_prefix)
+        self.facts = facts
+        self.signer = LazySigner("kms.signing.evm:signer_for", facts)
 
 
 class HarmonyChain(EvmChain):
@@ -265,8 +273,6 @@ ONE = HarmonyChain(
         EvmQuirks(estimate_fields=ESTIMATE_CALL),
     )
 )  # fmt: skip
-# VET: the ids are its chain tags (0x4a, 0x27); its transactions are Thor clauses, signed elsewhere if at all.
-VET = EvmChain(EvmFacts("VET", "vet", 818, {False: 74, True: 39}, signs=False))
 KCS = EvmChain(
     EvmFacts(
         "KCS", "kcs", 60, {False: 321, True: 322},
@@ -275,7 +281,7 @@ KCS = EvmChain(
     )
 )  # fmt: skip
 
-CHAINS = (ETH, BSC, MATIC, CELO, KLAY, XDC, ONE, VET, KCS)
+CHAINS = (ETH, BSC, MATIC, CELO, KLAY, XDC, ONE, KCS)
 EVM_FACTS: Mapping[str, EvmFacts] = MappingProxyType({chain.code: chain.facts for chain in CHAINS})
 
 
@@ -284,6 +290,6 @@ def evm_signer(code: str) -> EvmSigner:
     from kms.signing.evm import signer_for
 
     facts = EVM_FACTS.get(code.strip().upper())
-    if facts is None or not facts.signs:
+    if facts is None:
         raise KeyError(code)
     return signer_for(facts)

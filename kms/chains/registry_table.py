@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kms.chains import ada, algo, bnb, egld, evm, flow, register, sol, tron, utxo, xlm, xrp
+from kms.chains import ada, algo, bnb, egld, evm, flow, register, sol, tron, utxo, vet, xlm, xrp
 
-for _module in (utxo, evm, tron, flow, egld, ada, algo, xlm, xrp, sol, bnb):
+for _module in (utxo, evm, vet, tron, flow, egld, ada, algo, xlm, xrp, sol, bnb):
     for _chain in _module.CHAINS:
         register(_chain)

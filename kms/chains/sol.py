@@ -57,7 +57,6 @@ def seed_of_secret_key(text: SecretBuffer, message: str = _MESSAGE) -> SecretBuf
 
 
 class SolChain(KeyPairChain):
-    ignores_withdrawal_id = True  # upstream broadcasts an offchain withdrawal to the chain route, as any other
     record_key_field = "privateKey"
 
     def new_key(self, testnet: bool) -> tuple[str, str]:

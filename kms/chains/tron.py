@@ -17,8 +17,6 @@ _BAD_KEY = "invalid TRON private key: expected 64 hex digits"
 
 
 class TronChain(Secp256k1Bip44Chain):
-    ignores_withdrawal_id = True  # upstream broadcasts an offchain withdrawal to the chain route, as any other
-
     def encode_address(self, public_key: Secp256k1PublicKey, testnet: bool) -> str:
         return TrxAddrEncoder.EncodeKey(public_key)
 

@@ -82,6 +82,8 @@ _SEGWIT_PROGRAM_LENGTHS = {0: (20, 32), 1: (32,)}
 
 
 class UtxoChain(Secp256k1Bip44Chain):
+    offchain_withdrawals = True
+
     def __init__(
         self,
         code: str,

@@ -33,7 +33,6 @@ def _seed(secret: str) -> bytes:
 
 
 class XlmChain(KeyPairChain):
-    ignores_withdrawal_id = True  # upstream broadcasts an offchain withdrawal to the chain route, as any other
     record_key_field = "secret"
 
     def new_key(self, testnet: bool) -> tuple[str, str]:

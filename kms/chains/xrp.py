@@ -48,7 +48,6 @@ def _ed25519_address(entropy: bytes) -> str:
 
 
 class XrpChain(KeyPairChain):
-    ignores_withdrawal_id = True  # upstream broadcasts an offchain withdrawal to the chain route, as any other
     record_key_field = "secret"
 
     def new_key(self, testnet: bool) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from backends.base import backend_settings
 from kms import __version__
+from kms.chains import retired_wallet_warnings, signer_setting_names
 from kms.cli import output
 from kms.cli.session import backend_name, load_settings, store_path
 from kms.hygiene import hardening_status
@@ -47,6 +48,8 @@ GENERAL_SETTINGS = (
     "TESTNET_TYPE",
     "TATUM_KMS_LOG_LEVEL",
     "TATUM_KMS_EXTERNAL_URL_TIMEOUT",
+    "TATUM_KMS_MAX_IN_FLIGHT",
+    "TATUM_KMS_MAX_IN_FLIGHT_PER_SENDER",
     "TATUM_KMS_UNSEAL_SOCKET",
     "TATUM_KMS_PROVIDER_TIMEOUT",
     "TATUM_KMS_RETRY_ATTEMPTS",
@@ -85,9 +88,16 @@ def configuration(args: Namespace) -> dict[str, object]:
             "name": backend,
             "settings": {name: shown(name, settings) for name in backend_settings(backend)},
         },
-        "settings": {name: shown(name, settings, api_key) for name in GENERAL_SETTINGS},
+        "settings": {name: shown(name, settings, api_key) for name in (*GENERAL_SETTINGS, *signer_setting_names())},
         "hardening": hardening_status().as_dict(),
+        **_warnings(args),
     }
+
+
+def _warnings(args: Namespace) -> dict[str, list[str]]:
+    """Stored wallets of retired chains (from the store's plaintext counts: no password needed)."""
+    warnings = retired_wallet_warnings(WalletStore.peek_counts(store_path(args)))
+    return {"warnings": warnings} if warnings else {}
 
 
 def store_facts(args: Namespace) -> dict[str, object]:
@@ -131,7 +141,7 @@ def table_rows(args: Namespace) -> list[tuple[str, object]]:
         ("Password backend", backend),
     ]
     listed = {name for name, _ in rows}
-    extra = [*backend_settings(backend), *GENERAL_SETTINGS]
+    extra = [*backend_settings(backend), *GENERAL_SETTINGS, *signer_setting_names()]
     rows += [(name, shown(name, settings, api_key)) for name in dict.fromkeys(extra) if name not in listed]
     hardening = hardening_status()
     rows += [
@@ -139,6 +149,7 @@ def table_rows(args: Namespace) -> list[tuple[str, object]]:
         ("Process not dumpable", str(hardening.not_dumpable).lower()),
         ("Secret memory lockable (mlock)", str(hardening.mlock_available).lower()),
     ]
+    rows += [("Warning", warning) for warning in _warnings(args).get("warnings", [])]
     return rows
 
 

@@ -114,6 +114,28 @@ def register(command: CommandFactory) -> None:
     )
     _flag(
         p,
+        "maxInFlight",
+        "max-in-flight",
+        **own,
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"transactions admitted at once over all senders (default {DEFAULTS.max_in_flight}; setting "
+        "TATUM_KMS_MAX_IN_FLIGHT)",
+    )
+    _flag(
+        p,
+        "maxInFlightPerSender",
+        "max-in-flight-per-sender",
+        **own,
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"of those, at most N of one sender (default {DEFAULTS.max_in_flight_per_sender}; setting "
+        "TATUM_KMS_MAX_IN_FLIGHT_PER_SENDER)",
+    )
+    _flag(
+        p,
         "allowInsecureExternalUrl",
         "allow-insecure-external-url",
         **own,

@@ -24,13 +24,15 @@ Admin API (JSON bodies; a bad body is refused with 400 and {"message": "bad requ
   POST /_sandbox/config    any of these keys (others are refused):
       "latency": 0.05                        seconds added to every Tatum API answer
       "faults": [{"kind": "status", "status": 503, "times": 2}]
-                                             kind: status | reset | malformed | wrongshape | delay; also
-                                             path (prefix, default /v3/), method, signatureId, retryAfter,
-                                             seconds (delay), times (default 1; -1 = always)
+                                             kind: status | reset | malformed | wrongshape | delay | trickle;
+                                             also path (prefix, default /v3/), method, signatureId, retryAfter,
+                                             seconds (delay; trickle: between bytes), times (default 1; -1 = always)
       "approval": {"default": "approve", "ids": {"p1": "deny"}, "hang": 30}
                                              verdicts: approve | deny | notfound | error | timeout
       "fee": {"slow": "...", "medium": "...", "fast": "..."}   wei, as strings
       "chainIds": {"ethereum": 11155111}, "estimateGas": 21000, "nonces": {"0xaddress": 3}
+      "nodeNonces": true                     count like a node: nonces + the accepted EVM broadcasts after it
+      "nonceStep": 1                         added to an address's nonce after every look-up of it (chaos runs)
       "latestVersion": "9.9.9" or null, "apiKey": "key" or null
       "solana": {"blockhash": "...", "lastValidBlockHeight": 2000, "blockHeight": 1850, "confirm": true}
                                              the SOL node at /v3/blockchain/node/SOL/{apiKey}: verifies the

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from kms import __version__
 from kms.api import MAX_INDEX
-from kms.chains import get_chain
+from kms.chains import get_chain, retired_wallet_warnings
 from kms.chains.base import Chain
 from kms.cli import output
 from kms.cli.checkconfig import STORE_TYPE
@@ -199,6 +199,7 @@ def report(args: Namespace) -> int:
                 system_warnings.append(f"No wallet found for signatureId: {signature_id}")
             except KmsError as exc:
                 system_warnings.append(str(exc))
+        system_warnings += retired_wallet_warnings(store.counts())
     hardening = hardening_status()
     if not hardening.core_dumps_disabled:
         system_warnings.append("core dumps could not be disabled")
@@ -243,6 +244,8 @@ def _report_wallet(wallet: StoredWallet) -> dict[str, object]:
             chain.validate_private_key(fields.get("privateKey") or fields.get("secret") or "", wallet.meta.testnet)
     except KmsError as exc:
         warnings.append(str(exc))
+    if chain.retired:
+        warnings.append(f"{chain.retired}: this wallet's pending transactions are not signed")
     entry: dict[str, object] = {
         "type": _REPORT_TYPE.get(kind, "OTHER"),
         "chain": wallet.meta.chain,

@@ -18,11 +18,15 @@ import httpx
 
 from kms.api import PendingTransaction
 from kms.daemon.model import DEFAULTS
+from kms.http_limits import HttpLimits, LimitedTransport
 from kms.tatum.proxy import transport_for
 
 log = logging.getLogger("kms.daemon")
 
 DEFAULT_TIMEOUT = DEFAULTS.four_eye_timeout
+"""Seconds for the whole exchange (connecting, asking, the full answer); a slower answer is no answer."""
+# Only the status counts; the body is read (to reuse the connection) but never this far.
+MAX_ANSWER_BYTES = 64 * 1024
 # 4xx answers that say nothing about the transaction: asking again later may get a real verdict.
 NOT_A_VERDICT = frozenset({401, 407, 408, 425, 429})
 
@@ -59,7 +63,7 @@ class FourEye:
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
             trust_env=False,
-            transport=transport_for(self.url, limits),
+            transport=LimitedTransport(transport_for(self.url, limits), HttpLimits(MAX_ANSWER_BYTES, timeout)),
             headers={"accept": "application/json"},
         )
 
@@ -74,6 +78,8 @@ class FourEye:
             return Decision(Verdict.UNAVAILABLE, "the approval server did not answer in time")
         except httpx.TransportError as exc:
             return Decision(Verdict.UNAVAILABLE, f"the approval server is unreachable ({type(exc).__name__})")
+        except httpx.HTTPError as exc:  # too large, compressed, undecodable: no verdict (fail closed)
+            return Decision(Verdict.UNAVAILABLE, f"the approval server's answer was unusable ({type(exc).__name__})")
         status = response.status_code
         # The approval server's body is its own business: it goes neither to the Tatum API nor to the audit log.
         detail = f"HTTP {status}"

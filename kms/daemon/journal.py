@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from kms.api import PendingTransaction
-from kms.store.journal import JournalEntry, JournalState, SigningJournal
+from kms.errors import StoreError
+from kms.store.journal import JournalEntry, JournalState, SignedPayload, SigningJournal
 
 
 class JournalStore(Protocol):
@@ -44,7 +46,8 @@ class Entry:
     state: State
     tx_data: str | None = None
     meta: Mapping[str, object] | None = None
-    """What was journaled with the payload (SOL: blockhash, lastValidBlockHeight), given back on a re-send."""
+    """What was journaled with the payload, given back on a re-send (SOL: blockhash, lastValidBlockHeight; EVM: from,
+    nonce, and whether the daemon handed the nonce out)."""
     changed: str | None = None
     """Set when the pending id came back with another chain or another transaction than the one journaled."""
     note: str = ""
@@ -65,11 +68,58 @@ def _blocked_note(entry: JournalEntry) -> str:
     return f"{what} ({entry.reason})" if entry.reason else what
 
 
+@dataclass
+class _Waiting:
+    item: SignedPayload
+    done: bool = False
+    error: BaseException | None = None
+
+
+@dataclass
+class GroupCommit:
+    """Journal writes of many workers in one transaction, one fsync (group commit). A worker's write is durable
+    when ``put`` returns, as before: the first waiting worker writes everything queued so far, the others wait for
+    it; a worker arriving meanwhile is in the next batch. Each write keeps its own outcome (a conflict for one id is
+    that id's error only)."""
+
+    write_many: Callable[[Sequence[SignedPayload]], list[StoreError | None]]
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+    _queue: list[_Waiting] = field(default_factory=list)
+    _writing: bool = False
+
+    def put(self, item: SignedPayload) -> None:
+        mine = _Waiting(item)
+        with self._changed:
+            self._queue.append(mine)
+            while self._writing and not mine.done:
+                self._changed.wait()
+            if not mine.done:
+                self._writing = True
+                batch, self._queue = self._queue, []
+        if not mine.done:
+            self._write(batch)
+        if mine.error is not None:
+            raise mine.error
+
+    def _write(self, batch: list[_Waiting]) -> None:
+        try:
+            results: list[BaseException | None] = list(self.write_many([w.item for w in batch]))
+        except BaseException as exc:
+            # The transaction failed for all of them: each worker gets an error of its own.
+            results = [exc] + [StoreError(f"the journal write failed: {exc}") for _ in batch[1:]]
+        with self._changed:
+            for waiting, result in zip(batch, results, strict=True):
+                waiting.done, waiting.error = True, result
+            self._writing = False
+            self._changed.notify_all()
+
+
 class Journal:
     """Reads the store's journal afresh on every call (the store behind a seal may be replaced while running)."""
 
     def __init__(self, store: JournalStore) -> None:
         self._store = store
+        self._group = GroupCommit(lambda items: self._store.journal.put_many(items))
 
     def lookup(self, pending: PendingTransaction) -> Entry:
         entry = self._store.journal.lookup(pending.id)
@@ -88,7 +138,7 @@ class Journal:
         self, pending: PendingTransaction, tx_data: str, meta: Mapping[str, object] | None = None
     ) -> None:
         """Durable before it returns; raises JournalConflictError for a different txData under the same id."""
-        self._store.journal.put(pending.id, pending.chain, tx_data, request_sha256(pending), meta)
+        self._group.put(SignedPayload(pending.id, pending.chain, tx_data, request_sha256(pending), meta))
 
     def record_resigned(
         self, pending: PendingTransaction, replaced: str, tx_data: str, meta: Mapping[str, object], reason: str

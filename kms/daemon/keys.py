@@ -134,13 +134,18 @@ def resolve_keys(
 ) -> list[KeyHandle]:
     """The signing keys, in the order the pending transaction names its wallets (hashes, then signatures).
     Wallets missing from the store are skipped as upstream does; none found at all is an error. An offchain
-    withdrawal whose chain names the derivation indexes it needs goes to offchain_keys instead. The caller wipes the
+    withdrawal whose chain names the derivation indexes it needs goes to offchain_keys instead; one whose chain signs
+    withdrawals from ``signatures[]`` only (``offchain_keys_from_signatures``, ADA) ignores ``hashes`` and takes
+    mnemonic wallets only. The caller wipes the
     handles (``wipe_all``) when signing is done."""
     if pending.withdrawal_id and offchain_indexes is not None:
         return offchain_keys(pending, chain, store, testnet, offchain_indexes)
+    from_signatures_only = bool(pending.withdrawal_id) and chain.offchain_keys_from_signatures
     keys: list[KeyHandle] = []
     missing: list[str] = []
-    wanted: list[tuple[str, int | None, bool]] = [(sid, pending.index, False) for sid in pending.hashes]
+    wanted: list[tuple[str, int | None, bool]] = (
+        [] if from_signatures_only else [(sid, pending.index, False) for sid in pending.hashes]
+    )
     wanted += [(ref.id, ref.index, True) for ref in pending.signatures]
     try:
         for signature_id, index, from_signatures in wanted:
@@ -150,6 +155,11 @@ def resolve_keys(
                 missing.append(signature_id)
                 continue
             with secret:
+                if from_signatures_only and kind != KIND_MNEMONIC:
+                    raise KeyResolutionError(
+                        f"offchain withdrawal {pending.id} signs with mnemonic based wallets in 'signatures'; "
+                        f"{signature_id} is private key based"
+                    )
                 keys.append(_key_of(pending, chain, testnet, signature_id, kind, secret, index, from_signatures))
     except BaseException:
         wipe_all(keys)

@@ -1,10 +1,12 @@
 """The daemon's poll-sign-broadcast cycle.
 
 Per cycle: every chain is polled concurrently (its signatureIds come from the store without decrypting anything);
-each pending transaction goes to a bounded worker pool, where it is checked against the journal and the four-eye
-server, its keys are resolved, it is signed through the chain registry, journaled (fsynced) and broadcast. Failures of
-the cycle go to the Tatum API in one batch call. Nothing here knows a chain: signing goes through ``Chain.signer``,
-so a chain that gains a signer works without a change here.
+the pending transactions are grouped by sender and admitted, within the in-flight caps, to a worker pool
+(``kms.daemon.pipeline``), where each is checked against the journal and the four-eye server, its keys are resolved,
+it is signed through the chain registry, journaled (fsynced) and broadcast. Only the steps that consume a sender's
+nonce are ordered; nonces the API leaves out come from one look-up per sender and cycle (``kms.daemon.nonces``).
+Failures of the cycle go to the Tatum API in one batch call. Nothing here knows a chain: signing goes through
+``Chain.signer``, so a chain that gains a signer works without a change here.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 from kms.api import NodeGateway, PendingTransaction
 from kms.chains import get_chain
-from kms.chains.base import Chain, loaded_signer
+from kms.chains.base import Chain, LazySigner, configured_signer
 from kms.daemon.approvals import Approvals
 from kms.daemon.deadline import abandon_late, cycle_left, past_deadline
 from kms.daemon.four_eye import FourEye, Verdict
@@ -28,11 +31,14 @@ from kms.daemon.journal import Entry, Journal, JournalStore, State
 from kms.daemon.keys import WalletSource, resolve_keys, wipe_all
 from kms.daemon.maintenance import Maintenance
 from kms.daemon.model import CycleReport, DaemonConfig, Outcome
+from kms.daemon.nonces import SenderNonces
+from kms.daemon.pipeline import Dispatcher, Kind, Limits, SenderKey, SenderLane, lanes_of
 from kms.daemon.quarantine import InFlight, NoInFlight, NotAloneYet
 from kms.errors import KmsError, TatumApiError
+from kms.keys import KeyHandle
 from kms.logs import transaction_logger
 from kms.metrics import Metrics, NullMetrics
-from kms.signing.base import RecoveringSubmitter, Recovery, SignedTransaction, Submitter
+from kms.signing.base import NonceSigner, OrderFree, RecoveringSubmitter, Recovery, SignedTransaction, Signer, Submitter
 from kms.store.errors import ClaimLostError, JournalConflictError
 from kms.tatum.client import MAX_SIGNATURE_IDS, TatumClient
 
@@ -40,6 +46,8 @@ log = logging.getLogger("kms.daemon")
 
 AuditSink = Callable[[Mapping[str, object]], object]
 _REPORTED_MEMORY = 100_000
+# Refusals remembered in memory (the journal keeps them all; this only saves asking it): the oldest are forgotten.
+_REFUSED_MEMORY = 100_000
 
 
 class DaemonStore(WalletSource, JournalStore, Protocol):
@@ -67,6 +75,19 @@ class SealState(Protocol):
     def wait_unsealed(self, timeout: float) -> bool: ...
 
 
+def _allocated_nonce(signed: SignedTransaction) -> int | None:
+    """The nonce the daemon handed out for this payload (its journal meta says so), None for any other payload."""
+    meta = signed.meta or {}
+    nonce = meta.get("nonce")
+    if meta.get("assigned") is True and isinstance(nonce, int) and not isinstance(nonce, bool):
+        return nonce
+    return None
+
+
+class _Held(KmsError):
+    """Signed and journaled, not broadcast this cycle: a nonce gap of its sender holds it back."""
+
+
 class _Failure(KmsError):
     """A per-transaction failure with the stage it happened in (a metrics error kind)."""
 
@@ -75,20 +96,10 @@ class _Failure(KmsError):
         self.stage = stage
 
 
-def _by_sender(batch: list[PendingTransaction]) -> list[list[PendingTransaction]]:
-    """Transactions that sign with the same wallet (and index) go one after another, in the order the API gave them:
-    two signed at once would look up the same nonce, and the second, once journaled, could never be broadcast.
-    Different senders run concurrently."""
-    queues: dict[tuple[object, ...], list[PendingTransaction]] = {}
-    for pending in batch:
-        if pending.signatures:
-            sender: tuple[object, ...] = (pending.signatures[0].id, pending.signatures[0].index)
-        elif pending.hashes:
-            sender = (pending.hashes[0], pending.index)
-        else:
-            sender = ("", pending.id)
-        queues.setdefault((pending.chain, *sender), []).append(pending)
-    return list(queues.values())
+def _unsupported(chain: Chain) -> str:
+    if chain.retired:
+        return f"{chain.retired}; nothing signed"
+    return f"signing {chain.code} is not supported by this kms"
 
 
 class _Trail:
@@ -121,6 +132,7 @@ class Daemon:
         stop: threading.Event | None = None,
         seal: SealState | None = None,
         replica: Replica | None = None,
+        signer_settings: Mapping[str, str] | None = None,
         inflight: InFlight | None = None,
         maintenance: Maintenance | None = None,
         approvals: Approvals | None = None,
@@ -140,6 +152,9 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.seal = seal
         self.replica = replica
+        self.signer_settings = signer_settings
+        """The settings chain signers take (``kms.chains.base.SignerSettings``); None: each signer's defaults."""
+        self._signers: dict[int, Signer | None] = {}
         self.inflight: InFlight | NoInFlight = inflight or NoInFlight()
         self.maintenance = maintenance or Maintenance(store, client, self.inflight)
         self.approvals = approvals or Approvals(None, store)  # local policy and approval v2 (kms.daemon.approvals)
@@ -152,11 +167,14 @@ class Daemon:
         self._polls_failed = 0
         self.last_report: CycleReport | None = None
         self._tx_pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="kms-tx")
+        self._dispatcher = Dispatcher(
+            self._tx_pool, Limits(config.max_in_flight, config.max_in_flight_per_sender), self.stop
+        )
         self._poll_pool = ThreadPoolExecutor(
             max_workers=max(1, min(len(config.chains), 32)), thread_name_prefix="kms-poll"
         )
         self._inflight: set[str] = set()
-        self._refused_this_run: set[str] = set()
+        self._refused_this_run: OrderedDict[str, None] = OrderedDict()
         self._reported: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
         self._audit_broken = False
@@ -167,7 +185,11 @@ class Daemon:
         cycle's workers would all queue behind one import."""
         for code in self.config.chains:
             try:
-                self.registry(code).warm_up()
+                chain = self.registry(code)
+                chain.warm_up()
+                signer = self._signer(chain)
+                if isinstance(signer, LazySigner):
+                    signer.load()
             except Exception as exc:  # a signer that cannot load fails its transactions later, with a report
                 log.error("could not load the %s signer (%s)", code, type(exc).__name__)
 
@@ -203,11 +225,11 @@ class Daemon:
             self._polls_answered = self._polls_failed = 0
         report.deadline = started + self.config.cycle_deadline
         polls = [self._poll_pool.submit(self._poll_chain, code, report) for code in self.config.chains]
-        work: list[Future[list[Outcome]]] = []
+        work: list[Future[object]] = []
         try:
             for done in as_completed(polls, timeout=cycle_left(report)):
-                for queue in _by_sender(done.result()):
-                    work.append(self._tx_pool.submit(self._process_queue, queue, report))
+                lanes = lanes_of(done.result(), self._kind_of, self._sender_nonces)
+                work += self._dispatcher.dispatch(lanes, lambda lane, unit: self._process_unit(lane, unit, report))
         except TimeoutError:
             log.warning("cycle deadline: a chain's poll did not finish; its transactions wait for a later cycle")
         abandon_late(report, wait(work, timeout=cycle_left(report)).not_done, self.metrics)
@@ -301,15 +323,36 @@ class Daemon:
 
     # -- one transaction --------------------------------------------------------------------------------------------
 
-    def _process_queue(self, queue: list[PendingTransaction], report: CycleReport) -> list[Outcome]:
-        outcomes = []
-        for pending in queue:
-            outcome = self.process(pending, report)
-            report.count(outcome)
-            outcomes.append(outcome)
-        return outcomes
+    def _kind_of(self, pending: PendingTransaction) -> Kind:
+        """FREE: signs without any order (a nonce given, UTXO inputs named); NONCE: takes a nonce from the daemon, in
+        its sender's order; SERIAL: any other signer may look up per transaction what one sender's transactions share
+        (a sequence number, a proposal key), so they go one at a time."""
+        try:
+            signer = self._loaded_signer(self.registry(pending.chain))
+        except Exception:  # an unknown chain or a signer that cannot load fails on its own, in process()
+            return Kind.FREE
+        if isinstance(signer, NonceSigner):
+            return Kind.FREE if signer.carries_nonce(pending) else Kind.NONCE
+        if isinstance(signer, OrderFree) and signer.order_free is True:
+            return Kind.FREE
+        return Kind.SERIAL if signer is not None else Kind.FREE
 
-    def process(self, pending: PendingTransaction, report: CycleReport) -> Outcome:
+    def _sender_nonces(self, key: SenderKey) -> SenderNonces:
+        chain = str(key[0])
+        return SenderNonces(lambda address, count: self.store.journal.nonces_held(chain, address, count))
+
+    def _process_unit(self, lane: SenderLane, unit: list[PendingTransaction], report: CycleReport) -> None:
+        for pending in unit:
+            report.count(self.process(pending, report, lane))
+
+    def process(self, pending: PendingTransaction, report: CycleReport, lane: SenderLane | None = None) -> Outcome:
+        try:
+            return self._process_one(pending, report, lane)
+        finally:
+            if lane is not None:
+                lane.leave(pending)  # whatever happened, the sender's next transaction may take its turn
+
+    def _process_one(self, pending: PendingTransaction, report: CycleReport, lane: SenderLane | None) -> Outcome:
         if self.stop.is_set():
             return Outcome.SKIPPED
         wanted = self.config.transaction_ids
@@ -329,10 +372,15 @@ class Daemon:
         outcome = Outcome.FAILED
         try:
             self.inflight.enter(pending)  # durably marked in flight first (kms.daemon.quarantine)
-            outcome = self._process(pending, report, txlog, trail)
+            outcome = self._process(pending, report, txlog, trail, lane)
         except (ClaimLostError, NotAloneYet) as exc:  # another replica has it / a crash suspect runs alone: later
             txlog.warning("%s", exc)
             outcome = Outcome.SKIPPED
+        except _Held as exc:
+            outcome = Outcome.HELD
+            self.metrics.error("nonce_gap", pending.chain)
+            report.error(pending.id, str(exc))
+            trail.record["error"] = str(exc)
         except _Failure as exc:
             self._fail(pending, report, txlog, trail, exc.stage, str(exc))
         except JournalConflictError as exc:
@@ -360,7 +408,12 @@ class Daemon:
         return outcome
 
     def _process(
-        self, pending: PendingTransaction, report: CycleReport, txlog: logging.LoggerAdapter[Any], trail: _Trail
+        self,
+        pending: PendingTransaction,
+        report: CycleReport,
+        txlog: logging.LoggerAdapter[Any],
+        trail: _Trail,
+        lane: SenderLane | None = None,
     ) -> Outcome:
         code = pending.chain
         chain = self._stage("chain", lambda: self.registry(code))
@@ -374,17 +427,18 @@ class Daemon:
             txlog.debug("%s", entry.note)
             return Outcome.SKIPPED
         if entry.state is State.NEW and chain.signer is None:
-            raise _Failure("unsupported", f"signing {code} is not supported by this kms")
+            raise _Failure("unsupported", _unsupported(chain))
         intent, stopped = self.approvals.screen(pending, entry.state, report, trail.record)  # policy, before all
         if stopped is not None:
             return stopped
         if self.four_eye is not None and not self._approved(pending, report, txlog, entry.state, trail):
-            return Outcome.REFUSED if pending.id in self._refused_this_run else Outcome.UNAVAILABLE
+            refused = trail.record["fourEye"]["verdict"] == Verdict.REFUSED.value  # type: ignore[index]
+            return Outcome.REFUSED if refused else Outcome.UNAVAILABLE
         landed_id: str | None = None
         if entry.state is State.SIGNED and entry.tx_data is not None:
             signed, landed_id, outcome = self._resume(pending, chain, entry, txlog, trail)
         else:
-            signed = self._sign(pending, chain, txlog)
+            signed = self._sign(pending, chain, txlog, lane)
             outcome = Outcome.BROADCAST
         payload_sha256 = hashlib.sha256(signed.payload.encode()).hexdigest()
         trail.record["payloadSha256"] = payload_sha256
@@ -401,9 +455,34 @@ class Daemon:
         trail.decision_written = True
         if self._audit_broken:
             raise _Failure("audit", "the audit log could not be written; not broadcast")
+        return self._send(pending, chain, signed, payload_sha256, txlog, lane, landed_id) or outcome
+
+    def _send(
+        self,
+        pending: PendingTransaction,
+        chain: Chain,
+        signed: SignedTransaction,
+        payload_sha256: str,
+        txlog: logging.LoggerAdapter[Any],
+        lane: SenderLane | None,
+        landed_id: str | None = None,
+    ) -> Outcome | None:
+        """Submit and broadcast a journaled payload whose decision is on record (``landed_id``: it is on chain already,
+        broadcast only that id); HELD when a nonce gap of its sender holds it back, None when it went out."""
+        code = pending.chain
         result_record: dict[str, object] = {
             "record": "broadcast", "pendingId": pending.id, "chain": code, "payloadSha256": payload_sha256,
         }  # fmt: skip
+        nonce = _allocated_nonce(signed)
+        gap = lane.begin_broadcast(nonce) if lane is not None else None
+        if gap is not None:
+            message = (
+                f"signed with nonce {nonce} and journaled, not broadcast: the broadcast of nonce {gap.nonce} of this "
+                f"sender (pending transaction {gap.pending_id}) failed; the same payload is sent again next cycle"
+            )
+            txlog.warning("%s", message)
+            self._write_audit({**result_record, "broadcast": {"ok": False, "held": message}}, txlog)
+            raise _Held(message)
         try:
             if self.replica is not None:
                 self.replica.confirm(pending.id)  # never broadcast on a lease that ran out
@@ -411,12 +490,15 @@ class Daemon:
             result = self._broadcast(pending, chain, tx_data)
         except _Failure as exc:
             self._write_audit({**result_record, "broadcast": {"ok": False, "error": str(exc)}}, txlog)
+            if lane is not None and lane.broadcast_failed(nonce, pending.id):
+                self.metrics.nonce_gap(code)
+                txlog.warning("nonce gap at %s: later nonces of this sender wait for the next cycle", nonce)
             raise
         self._write_audit({**result_record, "broadcast": {"ok": True, "txId": result}}, txlog)
         self._stage("journal", lambda: self.journal.record_broadcast(pending.id))
         self.metrics.broadcast(code)
         txlog.info("Tx was processed: %s", pending.id, extra={"txId": result})
-        return outcome
+        return None
 
     def _claim(self, pending: PendingTransaction) -> bool:
         """With replicas: take the pending id's claim before anything is looked at or signed (False: another
@@ -449,7 +531,9 @@ class Daemon:
         if decision.verdict is Verdict.REFUSED:
             txlog.warning("four-eye approval refused (%s); not signed and not asked again", decision.reason)
             with self._lock:
-                self._refused_this_run.add(pending.id)
+                self._refused_this_run[pending.id] = None
+                while len(self._refused_this_run) > _REFUSED_MEMORY:
+                    self._refused_this_run.popitem(last=False)
             if state is State.NEW:
                 self._stage("journal", lambda: self.journal.record_refused(pending.id, pending.chain))
             self.metrics.four_eye_rejected(pending.chain)
@@ -458,6 +542,16 @@ class Daemon:
             txlog.warning("four-eye approval unavailable (%s); not signed, asking again next cycle", decision.reason)
             self.metrics.error("four_eye_unavailable", pending.chain)
         return False
+
+    def _signer(self, chain: Chain) -> Signer | None:
+        """The chain's signer, built once per daemon with the daemon's signer settings."""
+        if self.signer_settings is None or chain.signer is None:
+            return chain.signer
+        with self._lock:
+            key = id(chain.signer)
+            if key not in self._signers:
+                self._signers[key] = configured_signer(chain, self.signer_settings)
+            return self._signers[key]
 
     def _resume(
         self,
@@ -473,7 +567,7 @@ class Daemon:
         landed lets it be signed anew, as an explicit journal transition."""
         assert entry.tx_data is not None
         signed = SignedTransaction(entry.tx_data, entry.meta or {})
-        signer = self._stage("submit", lambda: loaded_signer(chain))
+        signer = self._stage("submit", lambda: self._loaded_signer(chain))
         if not isinstance(signer, RecoveringSubmitter):
             txlog.info("already signed before; broadcasting the same signed transaction again")
             return signed, None, Outcome.REBROADCAST
@@ -489,43 +583,93 @@ class Daemon:
         txlog.info("already signed before and not on chain yet; sending the same signed transaction again")
         return signed, None, Outcome.REBROADCAST
 
+    def _loaded_signer(self, chain: Chain) -> Signer | None:
+        """The configured signer itself (a lazy one is loaded), to see which protocols it implements."""
+        signer = self._signer(chain)
+        return signer.load() if isinstance(signer, LazySigner) else signer
+
     def _sign(
         self,
         pending: PendingTransaction,
         chain: Chain,
         txlog: logging.LoggerAdapter[Any],
+        lane: SenderLane | None = None,
         replacing: SignedTransaction | None = None,
     ) -> SignedTransaction:
-        signer = chain.signer
+        signer = self._signer(chain)
         if signer is None:
-            raise _Failure("unsupported", f"signing {pending.chain} is not supported by this kms")
+            raise _Failure("unsupported", _unsupported(chain))
         if self._audit_broken:
             raise _Failure("audit", "the audit log cannot be written; nothing is signed until it is fixed")
         indexes = self._stage("keys", lambda: chain.offchain_key_indexes(pending))
         keys = self._stage("keys", lambda: resolve_keys(pending, chain, self.store, self.config.testnet, indexes))
         try:
-            signed = self._stage("signing", lambda: signer.sign(pending, keys, self.config.testnet, self.gateway))
+            # Only a transaction that takes its nonce from the daemon waits here for its sender's previous one.
+            with lane.turn(pending) if lane is not None else nullcontext():
+                signed = self._sign_and_journal(pending, chain, signer, keys, lane, replacing)
         finally:
             wipe_all(keys)
-        if not isinstance(signed, SignedTransaction) or not isinstance(signed.payload, str) or not signed.payload:
-            raise _Failure("signing", f"the {pending.chain} signer returned no transaction")
-        if replacing is None:
-            self._stage("journal", lambda: self.journal.record_signed(pending, signed.payload, signed.meta))
-        else:
-            reason = "re-signed: the journaled signature expired and never landed"
-            self._stage(
-                "journal",
-                lambda: self.journal.record_resigned(pending, replacing.payload, signed.payload, signed.meta, reason),
-            )
         self.metrics.signed(pending.chain)
         txlog.info("signed and journaled")
         return signed
+
+    def _sign_and_journal(
+        self,
+        pending: PendingTransaction,
+        chain: Chain,
+        signer: Signer,
+        keys: list[KeyHandle],
+        lane: SenderLane | None,
+        replacing: SignedTransaction | None = None,
+    ) -> SignedTransaction:
+        nonces = lane.nonces if lane is not None and lane.ordered(pending) else None
+        nonce_signer = self._loaded_signer(chain) if nonces is not None else None
+        if nonces is None or not isinstance(nonce_signer, NonceSigner):
+            signed = self._stage("signing", lambda: signer.sign(pending, keys, self.config.testnet, self.gateway))
+            self._journal_signed(pending, signed, replacing)
+            return signed
+        assert lane is not None
+        if (gap := lane.gap) is not None:
+            raise _Failure(
+                "nonce_gap",
+                f"not signed: the broadcast of nonce {gap.nonce} of this sender (pending transaction "
+                f"{gap.pending_id}) failed; signed in a later cycle with a fresh nonce",
+            )
+        testnet, gateway = self.config.testnet, self.gateway
+        try:
+            signed = self._stage(
+                "signing", lambda: nonce_signer.sign_with_nonces(pending, keys, testnet, gateway, nonces)
+            )
+            nonce = _allocated_nonce(signed) if isinstance(signed, SignedTransaction) else None
+            if nonce is None:
+                raise _Failure("signing", f"the {pending.chain} signer did not record the nonce it was handed")
+            self._journal_signed(pending, signed)
+        except BaseException:
+            nonces.abandon()
+            raise
+        nonces.commit(nonce)
+        return signed
+
+    def _journal_signed(
+        self, pending: PendingTransaction, signed: object, replacing: SignedTransaction | None = None
+    ) -> None:
+        if not isinstance(signed, SignedTransaction) or not isinstance(signed.payload, str) or not signed.payload:
+            raise _Failure("signing", f"the {pending.chain} signer returned no transaction")
+        meta = dict(signed.meta) if signed.meta else None
+        if replacing is None:
+            self._stage("journal", lambda: self.journal.record_signed(pending, signed.payload, meta))
+            return
+        reason = "re-signed: the journaled signature expired and never landed"
+        self._stage(
+            "journal",
+            lambda: self.journal.record_resigned(pending, replacing.payload, signed.payload, meta or {}, reason),
+        )
 
     def _submit(self, chain: Chain, signed: SignedTransaction) -> str:
         """What goes to the broadcast endpoint: the signed payload, or where the chain's signer sends it to a node
         first (``Submitter``), what that returns. Runs only after the payload is journaled and the decision is on
         record."""
-        signer = self._stage("submit", lambda: loaded_signer(chain))
+        signer = self._stage("submit", lambda: self._loaded_signer(chain))
         if not isinstance(signer, Submitter):
             return signed.payload
         gateway = self._gateway_for(chain)
@@ -541,7 +685,7 @@ class Daemon:
 
     def _broadcast(self, pending: PendingTransaction, chain: Chain, tx_data: str) -> str | None:
         def send() -> str | None:
-            if pending.withdrawal_id and not chain.ignores_withdrawal_id:
+            if pending.withdrawal_id and chain.offchain_withdrawals:
                 return self.client.offchain_broadcast(pending.chain, pending.id, pending.withdrawal_id, tx_data).tx_id
             return self.client.broadcast(chain.broadcast_route, tx_data, pending.id).tx_id
 

@@ -18,7 +18,14 @@ class DaemonDefaults:
     period: float = 5.0
     min_period: float = 0.05
     concurrency: int = 16
+    """Worker threads: transactions worked on (and requests made) at once."""
     max_concurrency: int = 256
+    max_in_flight: int = 256
+    """Transactions admitted to the workers at once, over all senders (--max-in-flight)."""
+    max_in_flight_per_sender: int = 64
+    """Of those, at most this many of one sender (--max-in-flight-per-sender): how far one sender's signing may run
+    ahead of its broadcasts, so at most this many are held back by a nonce gap."""
+    max_in_flight_bound: int = 100_000
     external_url_method: str = "GET"
     four_eye_timeout: float = 10.0
     """TATUM_KMS_EXTERNAL_URL_TIMEOUT, seconds."""
@@ -43,6 +50,8 @@ class DaemonConfig:
     testnet: bool
     period: float = DEFAULTS.period
     concurrency: int = DEFAULTS.concurrency
+    max_in_flight: int = DEFAULTS.max_in_flight
+    max_in_flight_per_sender: int = DEFAULTS.max_in_flight_per_sender
     run_once: bool = False
     wallets: tuple[str, ...] | None = None
     """runOnce only: poll with these signatureIds (sent to every chain, as upstream) instead of the store's."""
@@ -58,6 +67,8 @@ class Outcome(enum.Enum):
     UNAVAILABLE = "unavailable"
     FAILED = "failed"
     SKIPPED = "skipped"
+    HELD = "held"
+    """Signed and journaled, not broadcast this cycle: a nonce gap of its sender holds it back."""
 
 
 @dataclass

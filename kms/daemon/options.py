@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kms.chains import supported_codes
+from kms.chains import signer_setting_names, supported_codes
+from kms.chains.base import SignerSettings
 from kms.daemon.model import DEFAULTS, DaemonConfig
 from kms.errors import UsageError
-from kms.tatum.client import DEFAULT_API_URL
+from kms.tatum.client import DEFAULT_API_URL, DEFAULT_MAX_PENDING_BYTES
 
 INSECURE_EXTERNAL_URL_FLAG = "--allow-insecure-external-url"
 
@@ -36,6 +37,10 @@ class DaemonOptions:
     """--sealed: start sealed even when the password could be had."""
     socket: Path | None = None
     """--socket: serve the unseal socket here (also without --sealed, so that 'kms seal' works)."""
+    signer_settings: SignerSettings = field(default_factory=SignerSettings)
+    """The settings chain signers take (TATUM_KMS_VET_NODE_URL, TATUM_KMS_FLOW_NODE_URL), checked here."""
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    """TATUM_KMS_MAX_PENDING_BYTES: the cap on one pending-list answer (sized for 25,000 ids)."""
     approval: str = DEFAULTS.approval
     """--approval v1|v2."""
     approval_url: str | None = None
@@ -140,15 +145,41 @@ def _run_once_filters(args: object, run_once: bool) -> tuple[tuple[str, ...] | N
     )
 
 
-def _daemon_config(args: object, testnet: bool) -> DaemonConfig:
+MAX_IN_FLIGHT_SETTING = "TATUM_KMS_MAX_IN_FLIGHT"
+MAX_IN_FLIGHT_PER_SENDER_SETTING = "TATUM_KMS_MAX_IN_FLIGHT_PER_SENDER"
+
+
+def _in_flight_caps(args: object, settings: Mapping[str, str]) -> tuple[int, int]:
+    """--max-in-flight / --max-in-flight-per-sender, else their settings, else the defaults."""
+    caps = []
+    for attr, flag, setting, default in (
+        ("maxInFlight", "--max-in-flight", MAX_IN_FLIGHT_SETTING, DEFAULTS.max_in_flight),
+        (
+            "maxInFlightPerSender",
+            "--max-in-flight-per-sender",
+            MAX_IN_FLIGHT_PER_SENDER_SETTING,
+            DEFAULTS.max_in_flight_per_sender,
+        ),
+    ):
+        given = getattr(args, attr, None)
+        if given is None:
+            given = (settings.get(setting) or "").strip() or default
+        caps.append(int(_number(given, flag, 1, DEFAULTS.max_in_flight_bound)))
+    return caps[0], caps[1]
+
+
+def _daemon_config(args: object, testnet: bool, settings: Mapping[str, str] | None = None) -> DaemonConfig:
     run_once = bool(getattr(args, "runOnce", False))
     wallets, transaction_ids = _run_once_filters(args, run_once)
     concurrency = getattr(args, "concurrency", DEFAULTS.concurrency)
+    max_in_flight, per_sender = _in_flight_caps(args, settings or {})
     return DaemonConfig(
         chains=parse_chain_list(getattr(args, "chain", None), supported_codes()),
         testnet=testnet,
         period=_number(getattr(args, "period", DEFAULTS.period), "--period", DEFAULTS.min_period),
         concurrency=int(_number(concurrency, "--concurrency", 1, DEFAULTS.max_concurrency)),
+        max_in_flight=max_in_flight,
+        max_in_flight_per_sender=per_sender,
         run_once=run_once,
         wallets=wallets,
         transaction_ids=transaction_ids,
@@ -196,7 +227,7 @@ def _socket(args: object) -> Path | None:
 def options_from_args(args: object, settings: Mapping[str, str]) -> DaemonOptions:
     testnet = bool(getattr(args, "testnet", False))
     external_url, method = _external_url(args, testnet)
-    config = _daemon_config(args, testnet)
+    config = _daemon_config(args, testnet, settings)
     deadline = settings.get("TATUM_KMS_CYCLE_DEADLINE") or DEFAULTS.cycle_deadline
     config = replace(config, cycle_deadline=_number(deadline, "TATUM_KMS_CYCLE_DEADLINE", 1))
     four_eye_timeout = settings.get("TATUM_KMS_EXTERNAL_URL_TIMEOUT") or DEFAULTS.four_eye_timeout
@@ -217,6 +248,14 @@ def options_from_args(args: object, settings: Mapping[str, str]) -> DaemonOption
         testnet_type=settings.get("TESTNET_TYPE") or None,
         sealed=bool(getattr(args, "sealed", False)),
         socket=_socket(args),
+        signer_settings=SignerSettings.of(settings, signer_setting_names()),
+        max_pending_bytes=int(
+            _number(
+                settings.get("TATUM_KMS_MAX_PENDING_BYTES") or DEFAULT_MAX_PENDING_BYTES,
+                "TATUM_KMS_MAX_PENDING_BYTES",
+                64 * 1024,
+            )
+        ),
         approval=_approval(args),
         approval_url=getattr(args, "approvalUrl", None) or None,
         approver_key=getattr(args, "approverKey", None) or None,

@@ -132,6 +132,7 @@ def _build_daemon(running: _Run) -> Daemon:
         max_connections=config.concurrency + len(config.chains) + 4,
         testnet_type=options.testnet_type,
         cancel=running.shutdown.hard,
+        max_pending_bytes=options.max_pending_bytes,
     )
     stack.callback(client.close)
     four_eye = None
@@ -155,6 +156,7 @@ def _build_daemon(running: _Run) -> Daemon:
         stop=running.shutdown.stop,
         seal=running.control,
         replica=running.replica,
+        signer_settings=options.signer_settings,
         inflight=inflight,
         approvals=_approvals(running),
         maintenance=Maintenance(

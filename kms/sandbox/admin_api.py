@@ -9,7 +9,8 @@ from typing import Any
 PENDING_REQUIRED = ("id", "chain", "serializedTransaction")
 PENDING_WALLETS = ("hashes", "signatures")
 CONFIG_KEYS = (
-    "latency", "faults", "approval", "latestVersion", "fee", "chainIds", "estimateGas", "nonces", "apiKey", "solana",
+    "latency", "faults", "approval", "latestVersion", "fee", "chainIds", "estimateGas", "nonces", "nodeNonces",
+    "apiKey", "solana", "nonceStep",
 )  # fmt: skip
 APPROVAL_KEYS = ("default", "ids", "hang")
 
@@ -64,6 +65,10 @@ def check_config(body: Any) -> dict[str, Any]:
     for name in ("fee", "chainIds", "nonces", "solana"):
         if name in body and not isinstance(body[name], dict):
             raise ValueError(f"'{name}' must be an object")
+    if "nonceStep" in body and (isinstance(body["nonceStep"], bool) or not isinstance(body["nonceStep"], int)):
+        raise ValueError("'nonceStep' must be a whole number")
+    if "nodeNonces" in body and not isinstance(body["nodeNonces"], bool):
+        raise ValueError("'nodeNonces' must be true or false")
     if "estimateGas" in body and (isinstance(body["estimateGas"], bool) or not isinstance(body["estimateGas"], int)):
         raise ValueError("'estimateGas' must be a whole number")
     for name in ("latestVersion", "apiKey"):

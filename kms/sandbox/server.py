@@ -64,6 +64,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return raw, None
 
+    _trickle: float = 0.0
+
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
         data = raw if raw is not None else json.dumps(body).encode()
         self.send_response(status)
@@ -72,7 +74,17 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(data)
+        if not self._trickle:
+            self.wfile.write(data)
+            return
+        try:
+            self.wfile.flush()
+            for index in range(len(data)):  # a slow server, until the whole answer is out or the client gives up
+                self.wfile.write(data[index : index + 1])
+                self.wfile.flush()
+                time.sleep(self._trickle)
+        except OSError:
+            self.close_connection = True
 
     def _reset_connection(self) -> None:
         # SO_LINGER with a zero timeout turns close() into a TCP reset: the client sees "connection reset by peer".
@@ -84,6 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
         """True when the fault answered the request (or dropped it)."""
         if rule.kind == "delay":
             time.sleep(rule.seconds)
+            return False
+        if rule.kind == "trickle":
+            self._trickle = rule.seconds
             return False
         if rule.kind == "reset":
             self._reset_connection()
@@ -113,6 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
+        self._trickle = 0.0
         path = urlsplit(self.path).path
         try:
             raw, body = self._read_body()
@@ -296,6 +312,8 @@ def _route_key(path: str) -> str:
 class SandboxHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
+    """The listen backlog: a daemon opening a few dozen connections at once is not refused (the default is 5)."""
 
     def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
         self.state = state

@@ -13,7 +13,7 @@ from typing import Any
 from kms.sandbox.solana import SolanaNode
 
 APPROVAL_VERDICTS = ("approve", "deny", "notfound", "error", "timeout")
-FAULT_KINDS = ("status", "reset", "malformed", "wrongshape", "delay")
+FAULT_KINDS = ("status", "reset", "malformed", "wrongshape", "delay", "trickle")
 
 
 @dataclass
@@ -21,7 +21,8 @@ class FaultRule:
     """Applies to requests whose path starts with ``path`` (and method / body signatureId, when given), ``times``
     times (-1: always). ``status`` answers with that status (``retryAfter`` adds the header); ``reset`` drops the
     connection with a TCP reset; ``malformed`` answers 200 with a body that is not JSON; ``wrongshape`` answers 200
-    with JSON of the wrong shape; ``delay`` waits ``seconds`` and then serves the request normally."""
+    with JSON of the wrong shape; ``delay`` waits ``seconds`` and then serves the request normally; ``trickle``
+    serves the request normally but sends the answer one byte every ``seconds``."""
 
     kind: str
     path: str = "/v3/"
@@ -84,6 +85,13 @@ class SandboxState:
     chain_ids: dict[str, int] = field(default_factory=lambda: {"ethereum": 11155111})
     estimate_gas: int = 21000
     nonces: dict[str, int] = field(default_factory=dict)
+    node_nonces: bool = False
+    """Count like a node: an account's transaction count is its configured nonce plus the accepted EVM broadcasts
+    that follow it without a gap (off: the configured nonce, always)."""
+    accepted_nonces: dict[str, set[int]] = field(default_factory=dict)
+    nonce_step: int = 0
+    """Added to an address's nonce after every look-up of it: a signer that looks twice gets two answers (a re-sign
+    after a crash would make a different payload)."""
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     completed: dict[str, dict[str, Any]] = field(default_factory=dict)
     broadcasts: list[dict[str, Any]] = field(default_factory=list)
@@ -142,8 +150,12 @@ class SandboxState:
                 self.chain_ids.update({str(k): int(v) for k, v in raw["chainIds"].items()})
             if "estimateGas" in raw:
                 self.estimate_gas = int(raw["estimateGas"])
+            if "nonceStep" in raw:
+                self.nonce_step = int(raw["nonceStep"])
             if "nonces" in raw:
                 self.nonces.update({str(k).lower(): int(v) for k, v in raw["nonces"].items()})
+            if "nodeNonces" in raw:
+                self.node_nonces = bool(raw["nodeNonces"])
             if "apiKey" in raw:
                 self.api_key = raw["apiKey"] or None
             if "solana" in raw:
@@ -165,6 +177,7 @@ class SandboxState:
                     "peakInflight": dict(self.peak_inflight),
                     "approval": {"default": self.approval_default, "ids": self.approval_overrides},
                     "latency": self.latency,
+                    "nonceStep": self.nonce_step,
                 }
             ) | {"solana": self.solana.snapshot()}
 
@@ -223,7 +236,10 @@ class SandboxState:
         signature_id = str(body.get("signatureId", ""))
         tx_data = body.get("txData")
         tx_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{route}:{tx_data}").hex
+        sender_nonce = _evm_sender_nonce(tx_data) if self.node_nonces and route in self.chain_ids else None
         with self.lock:
+            if sender_nonce is not None:
+                self.accepted_nonces.setdefault(sender_nonce[0], set()).add(sender_nonce[1])
             self.broadcasts.append(
                 {"path": path, "route": route, "signatureId": signature_id, "txData": tx_data, "txId": tx_id,
                  "withdrawalId": body.get("withdrawalId"), "currency": body.get("currency"), "time": time.time()}
@@ -264,4 +280,26 @@ class SandboxState:
 
     def nonce(self, address: str) -> int:
         with self.lock:
-            return self.nonces.get(address.lower(), 0)
+            count = self.nonces.get(address.lower(), 0)
+            if self.nonce_step:
+                self.nonces[address.lower()] = count + self.nonce_step
+            accepted = self.accepted_nonces.get(address.lower(), set())
+            while count in accepted:
+                count += 1
+            return count
+
+
+def _evm_sender_nonce(tx_data: object) -> tuple[str, int] | None:
+    """(sender in lower case, nonce) of a signed legacy or type-2 EVM transaction; None when it is not one."""
+    if not isinstance(tx_data, str) or not tx_data.startswith("0x"):
+        return None
+    try:
+        import rlp
+        from eth_account import Account
+
+        raw = bytes.fromhex(tx_data[2:])
+        fields = rlp.decode(raw[1:]) if raw[:1] == b"\x02" else rlp.decode(raw)
+        nonce = int.from_bytes(fields[1] if raw[:1] == b"\x02" else fields[0], "big")
+        return str(Account.recover_transaction(raw)).lower(), nonce
+    except Exception:  # not an EVM transaction: nothing to count
+        return None

@@ -31,14 +31,11 @@ from pycardano import Address, Transaction, TransactionBody
 from pycardano.crypto.bip32 import BIP32ED25519PrivateKey
 
 from kms.api import NodeGateway, PendingTransaction
-from kms.chains.ada import enterprise_address
+from kms.chains.ada import AdaFacts, clamped, enterprise_address
 from kms.errors import SigningError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 
-ROSETTA_NETWORKS: Mapping[bool, str] = {True: "preprod", False: "mainnet"}
-ROSETTA_PATH = "/v3/blockchain/node/cardano-{network}/{{apiKey}}/construction/{operation}"
-RELATIVE_TTL = 1000
 MAX_SERIALIZED_CHARS = 2_000_000
 MAX_OPERATIONS = 2_000
 MAX_LOVELACE = 45_000_000_000_000_000  # the total ADA supply
@@ -95,6 +92,7 @@ def _lovelace(operation: Mapping[str, Any], position: int, negative: bool) -> in
 
 
 def _checked_address(operation: Mapping[str, Any], position: int, testnet: bool) -> str:
+    network = "a testnet" if testnet else "mainnet"
     account = operation.get("account")
     address = account.get("address") if isinstance(account, dict) else None
     try:
@@ -104,7 +102,7 @@ def _checked_address(operation: Mapping[str, Any], position: int, testnet: bool)
     if parsed is None or str(parsed) != address:
         raise _fail(f"ADA operation {position}: the address is not a Cardano address")
     if (parsed.network.value == 0) != testnet:
-        raise _fail(f"ADA operation {position}: the address is not on {ROSETTA_NETWORKS[testnet]}")
+        raise _fail(f"ADA operation {position}: the address is not on {network}")
     return address
 
 
@@ -155,7 +153,7 @@ def _signing_keys(keys: Sequence[KeyHandle], testnet: bool) -> Iterator[dict[str
         found: dict[str, _SigningKey] = {}
         for handle in keys:
             raw = stack.enter_context(handle.raw())
-            if len(raw) not in _EXTENDED_KEY_SIZES or raw[0] & 0x07 or raw[31] & 0x80:
+            if len(raw) not in _EXTENDED_KEY_SIZES or not clamped(raw):
                 raise _fail("an ADA key is not a 64-byte BIP32-Ed25519 extended key")
             key = BIP32ED25519PrivateKey(bytes(raw[:64]), bytes(raw[64:96]) or bytes(32))
             address = enterprise_address(key.public_key, testnet)
@@ -199,7 +197,11 @@ def check_unsigned_body(body_bytes: bytes, operations: Operations) -> bytes:
 
 
 class AdaSigner:
-    """Signs ADA pending transactions through the Cardano Rosetta construction API behind the Tatum gateway."""
+    """Signs ADA pending transactions through the Cardano Rosetta construction API behind the Tatum gateway.
+    ``facts``: the gateway's route and network names (``kms.chains.ada.ADA_FACTS``)."""
+
+    def __init__(self, facts: AdaFacts) -> None:
+        self._facts = facts
 
     def __repr__(self) -> str:
         return "AdaSigner()"
@@ -224,19 +226,20 @@ class AdaSigner:
             strangers = {address for address, _ in operations.inputs.values()} - set(signing_keys)
             if strangers:
                 raise _fail("ADA inputs spend from an address none of the signing keys owns")
-            return _Session(gateway, testnet).run(operations, signing_keys)
+            return _Session(gateway, self._facts, testnet).run(operations, signing_keys)
 
 
 class _Session:
     """One pass through the Rosetta construction flow."""
 
-    def __init__(self, gateway: NodeGateway, testnet: bool) -> None:
+    def __init__(self, gateway: NodeGateway, facts: AdaFacts, testnet: bool) -> None:
         self.gateway = gateway
-        self.testnet = testnet
-        self.network = {"blockchain": "cardano", "network": ROSETTA_NETWORKS[testnet]}
+        self.facts = facts
+        self.network_name = facts.rosetta_networks[testnet]
+        self.network = {"blockchain": "cardano", "network": self.network_name}
 
     def call(self, operation: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        path = ROSETTA_PATH.format(network=ROSETTA_NETWORKS[self.testnet], operation=operation)
+        path = self.facts.rosetta_path.format(network=self.network_name, operation=operation)
         request = {"network_identifier": self.network, **body}
         return _answer(self.gateway.tatum_post(path, request, what=f"Cardano {operation}"), operation)
 
@@ -246,7 +249,8 @@ class _Session:
             account = answer.get("account_identifier")
             if not isinstance(account, dict) or account.get("address") != key.address:
                 raise _fail("Cardano Rosetta derive: the gateway named another address for a signing key")
-        preprocess = self.call("preprocess", {"operations": operations.raw, "metadata": {"relative_ttl": RELATIVE_TTL}})
+        ttl = {"relative_ttl": self.facts.relative_ttl}
+        preprocess = self.call("preprocess", {"operations": operations.raw, "metadata": ttl})
         metadata = self.call("metadata", dict(preprocess))
         answer = self.call("payloads", {"operations": operations.raw, **metadata})
         unsigned, payloads = answer.get("unsigned_transaction"), answer.get("payloads")
@@ -300,6 +304,3 @@ def _check_combined(signed_bytes: bytes, unsigned_body: bytes, signatures: Seque
     wanted = {(s["public_key"]["hex_bytes"], s["hex_bytes"]) for s in signatures}
     if not wanted <= witnesses:
         raise _fail("Cardano Rosetta combine: the signed transaction lacks the signatures given")
-
-
-ADA_SIGNER = AdaSigner()

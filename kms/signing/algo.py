@@ -8,17 +8,16 @@ Only flat-fee payments are accepted (what the Tatum API prepares for KMS transfe
 drops an asset transaction's reserve/freeze/clawback addresses, a lease and a rekey, and multiplies a non-flat fee a
 second time, so signing those would sign something other than what was asked. Each is refused here.
 
-Secrets: the stored secret is base32 of the 64-byte algosdk key (seed || public key); the raw key handed to the signer
-is the 32-byte seed. PyNaCl keeps its own immutable copy of the seed for the duration of the call.
+Secrets: the stored secret is base32 of the 64-byte algosdk key (seed || public key); the chain module
+(``kms.chains.algo``) decodes it into the raw key handed to the signer, the 32-byte seed. PyNaCl keeps its own
+immutable copy of the seed for the duration of the call. The networks' genesis comes in through the constructor.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,16 +27,10 @@ from nacl.signing import SigningKey
 
 from kms.api import NodeGateway, PendingTransaction
 from kms.errors import SigningError
-from kms.hygiene import SecretBuffer, zero_bytearray
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction as KmsSignedTransaction
 
 CHAIN = "ALGO"
-
-MAINNET_GENESIS_HASH = base64.b64decode("wGHE2Pwdvd7S12BL5FaOP20EGYesN73ktiC1qzkkit8=")
-TESTNET_GENESIS_HASH = base64.b64decode("SGO1GKSzyE7IEPItTxCByw9x8FmnrCDexi9/cOUJOiI=")
-GENESIS = {False: ("mainnet-v1.0", MAINNET_GENESIS_HASH), True: ("testnet-v1.0", TESTNET_GENESIS_HASH)}
-"""The Algorand networks a daemon signs for: genesis id and hash of mainnet and testnet."""
 
 MAX_SERIALIZED = 64 * 1024
 MAX_NOTE = 1024
@@ -46,8 +39,6 @@ MAX_VALIDITY = 1000
 """Algorand's protocol limit on lastRound - firstRound."""
 UINT64_MAX = 2**64 - 1
 
-_SECRET = re.compile(r"[A-Za-z2-7]{103}=?")
-_MALFORMED_KEY = "invalid ALGO secret: expected the 103-character base32 form of a 64-byte Algorand secret key"
 _ALLOWED_FIELDS = frozenset(
     {
         "name", "tag", "from", "to", "amount", "note", "type", "flatFee", "genesisHash", "fee",
@@ -56,27 +47,8 @@ _ALLOWED_FIELDS = frozenset(
 )  # fmt: skip
 _TX_TAG = b"TX"
 
-
-def algo_raw_key(secret: str) -> SecretBuffer:
-    """The 32-byte ed25519 seed of a stored ALGO secret (base32 of seed || public key), after checking that the public
-    half belongs to the private half. Raises SigningError without quoting the secret."""
-    if not isinstance(secret, str) or not _SECRET.fullmatch(secret):
-        raise SigningError(_MALFORMED_KEY)
-    try:
-        # b32decode returns an immutable copy that cannot be wiped; it is dropped at once.
-        full = bytearray(base64.b32decode(secret.rstrip("=") + "=", casefold=True))
-    except (binascii.Error, ValueError):
-        raise SigningError(_MALFORMED_KEY) from None
-    try:
-        if len(full) != 64:
-            raise SigningError(_MALFORMED_KEY)
-        seed = SecretBuffer(full[:32])
-        if bytes(SigningKey(seed.bytes()).verify_key) != bytes(full[32:]):
-            seed.wipe()
-            raise SigningError("invalid ALGO secret: its public half does not belong to its private half")
-        return seed
-    finally:
-        zero_bytearray(full)
+Genesis = Mapping[bool, tuple[str, bytes]]
+"""Per network (testnet flag): the genesis id and hash a transaction must name (``kms.chains.algo.GENESIS``)."""
 
 
 # --- parsing upstream's JSON ---------------------------------------------------------------------------------------
@@ -158,11 +130,11 @@ def _load(pending: PendingTransaction) -> Mapping[str, Any]:
     return txn
 
 
-def parse_payment(pending: PendingTransaction, testnet: bool) -> PaymentTxn:
+def parse_payment(pending: PendingTransaction, genesis: Genesis, testnet: bool) -> PaymentTxn:
     """The payment upstream would sign, as a py-algorand-sdk ``PaymentTxn``; SigningError on anything else, including
     a genesis that is not the daemon's network."""
     txn = _load(pending)
-    genesis_id, genesis_hash = GENESIS[testnet]
+    genesis_id, genesis_hash = genesis[testnet]
     network = "testnet" if testnet else "mainnet"
     if _buffer(txn.get("genesisHash"), "genesisHash", 32) != genesis_hash or txn.get("genesisID") != genesis_id:
         raise SigningError(f"ALGO transaction: its genesis is not Algorand {network}, the network this daemon signs")
@@ -192,7 +164,14 @@ def parse_payment(pending: PendingTransaction, testnet: bool) -> PaymentTxn:
 
 class AlgoSigner:
     """Signs ALGO pending transactions like upstream: the wallet's key must be the payment's sender; txData is the hex
-    msgpack ``SignedTransaction``; ``meta["txId"]`` is the Algorand transaction id."""
+    msgpack ``SignedTransaction``; ``meta["txId"]`` is the Algorand transaction id. ``genesis``: the networks' genesis
+    id and hash (from the chain module)."""
+
+    def __init__(self, genesis: Genesis) -> None:
+        self._genesis = dict(genesis)
+
+    def __repr__(self) -> str:
+        return "AlgoSigner()"
 
     def sign(
         self,
@@ -205,7 +184,7 @@ class AlgoSigner:
             raise SigningError(f"ALGO transaction: expected one signing key, got {len(keys)}")
         if pending.chain != CHAIN:
             raise SigningError(f"pending transaction is for chain {str(pending.chain)[:16]!r}, not ALGO")
-        txn = parse_payment(pending, testnet)
+        txn = parse_payment(pending, self._genesis, testnet)
         message = txn.bytes_to_sign()
         with keys[0].raw() as seed:
             if len(seed) != 32:
@@ -219,7 +198,3 @@ class AlgoSigner:
         signed = SignedTransaction(txn, base64.b64encode(signature).decode("ascii"))
         payload = base64.b64decode(encoding.msgpack_encode(signed)).hex()
         return KmsSignedTransaction(payload=payload, meta={"txId": txn.get_txid()})
-
-
-def algo_signer() -> AlgoSigner:
-    return AlgoSigner()

@@ -9,7 +9,7 @@ declares that with ``Submitter``, and the daemon calls ``submit`` only after the
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -72,3 +72,39 @@ class RecoveringSubmitter(Submitter, Protocol):
     def recovery_decision(self, signed: SignedTransaction, gateway: NodeGateway) -> Recovery: ...
 
     def transaction_id(self, signed: SignedTransaction) -> str: ...
+
+
+class NonceSource(Protocol):
+    """Where a ``NonceSigner`` takes the nonce a pending transaction does not name (the daemon's per-sender
+    allocator): ``look_up`` asks the network for the account's next nonce, and is called at most once per sender and
+    cycle."""
+
+    def nonce_for(self, address: str, look_up: Callable[[], int]) -> int: ...
+
+
+@runtime_checkable
+class NonceSigner(Protocol):
+    """A signer of account-nonce transactions (EVM). A pending transaction that names its nonce needs no order to be
+    signed; one that does not is signed with a nonce from ``nonces`` (instead of a look-up per transaction), and the
+    daemon signs those of one sender one after another. ``meta`` of the result records ``from`` and ``nonce``."""
+
+    def carries_nonce(self, pending: PendingTransaction) -> bool: ...
+
+    def sign_with_nonces(
+        self,
+        pending: PendingTransaction,
+        keys: Sequence[KeyHandle],
+        testnet: bool,
+        gateway: NodeGateway | None,
+        nonces: NonceSource,
+    ) -> SignedTransaction: ...
+
+
+@runtime_checkable
+class OrderFree(Protocol):
+    """A signer whose pending transactions name everything they spend (UTXO: the inputs and the scripts they pay
+    from) and that looks nothing up per transaction, so one sender's transactions need no order to be signed or
+    broadcast. Two that spend the same input are both signed; the network takes one, as it would in any order.
+    Signers without this (and without ``NonceSigner``) have one sender's transactions handled one at a time."""
+
+    order_free: bool

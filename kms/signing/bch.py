@@ -13,7 +13,6 @@ wraps each input amount to 32 bits, which can disable it).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from bitcointx.core import CMutableTransaction, CTransaction
@@ -29,12 +28,14 @@ from bitcointx.core.script import (
 from bitcointx.core.serialize import SerializationError
 
 from kms.api import NodeGateway, PendingTransaction
+from kms.bounded_json import loads_bounded
 from kms.chains.utxo import BITCOIN_CASH, SigningNetwork
-from kms.errors import SigningError
+from kms.errors import SigningError, UntrustedJsonError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 from kms.signing.bch_schnorr import schnorr_sign
 from kms.signing.utxo_common import (
+    MAX_SERIALIZED_CHARS,
     UtxoKey,
     check_chain,
     check_offchain_keys,
@@ -53,6 +54,9 @@ MAX_FEE_RATE = 2500  # bitcoincashjs2-lib TransactionBuilder.maximumFeeRate, sat
 
 class BchSigner:
     """Implements ``kms.signing.base.Signer`` for BCH (``BchSigner()``, or ``BchSigner(BITCOIN_CASH)``)."""
+
+    order_free = True
+    """``kms.signing.base.OrderFree``: the pending transaction names its inputs; nothing is looked up."""
 
     def __init__(self, network: SigningNetwork = BITCOIN_CASH) -> None:
         self.network = network
@@ -94,6 +98,8 @@ def parse_bch_serialized(text: str) -> tuple[CMutableTransaction, list[int]]:
         parsed = CTransaction.deserialize(raw)
     except (SerializationError, ValueError):
         raise SigningError("BCH unsigned transaction does not parse") from None
+    except Exception:  # bitcointx has bugs of its own on hostile bytes (UnboundLocalError on a flag-0 segwit marker)
+        raise SigningError("BCH unsigned transaction does not parse") from None
     if not parsed.wit.is_null() or parsed.serialize() != raw:
         raise SigningError("BCH unsigned transaction is not a plain legacy transaction")
     tx = parsed.to_mutable()
@@ -107,9 +113,9 @@ def parse_bch_serialized(text: str) -> tuple[CMutableTransaction, list[int]]:
         if len(txin.scriptSig):
             raise SigningError(f"input {index} must have an empty script (nothing may be pre-signed)")
     try:
-        amounts = json.loads(parts[1], parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        raise SigningError("BCH spent amounts are not valid JSON") from None
+        amounts = loads_bounded(parts[1], max_bytes=MAX_SERIALIZED_CHARS, what="BCH spent amounts")
+    except UntrustedJsonError as exc:
+        raise SigningError(str(exc)) from None
     if not isinstance(amounts, list):
         raise SigningError("BCH spent amounts must be a JSON list")
     if len(amounts) != len(tx.vin):
@@ -119,10 +125,6 @@ def parse_bch_serialized(text: str) -> tuple[CMutableTransaction, list[int]]:
     if total_out > sum(checked):
         raise SigningError(f"outputs ({total_out}) exceed inputs ({sum(checked)})")
     return tx, checked
-
-
-def _refuse_constant(name: str) -> object:
-    raise ValueError(name)
 
 
 def _sign_input(tx: CMutableTransaction, index: int, amount: int, key: UtxoKey) -> CScript:

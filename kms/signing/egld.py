@@ -7,7 +7,9 @@ for the unsigned transaction with gasLimit 0). The signature is ed25519 over erd
 (without ``signature``); txData is the same JSON with the hex signature appended, posted to ``/v3/egld/broadcast``.
 
 Every node answer is checked before use: the chain id must be the daemon's network, nonce, gas price and gas limit
-integers in sane bounds. Secrets: the raw key is the 32-byte ed25519 seed; PyNaCl keeps its own copy for the call.
+integers in sane bounds. Where the node is and what it may answer come from ``kms.chains.egld`` (``EgldFacts``).
+Secrets: the raw key is the 32-byte ed25519 seed (decoded by the chain module); PyNaCl keeps its own copy for the
+call.
 """
 
 from __future__ import annotations
@@ -23,22 +25,15 @@ from bip_utils import Bech32Decoder, Bech32Encoder
 from nacl.signing import SigningKey
 
 from kms.api import NodeGateway, PendingTransaction
+from kms.chains.egld import EgldFacts
 from kms.errors import SigningError
-from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 
 CHAIN = "EGLD"
-NODE = "/v3/egld/node/{apiKey}"
-"""The MultiversX node behind the Tatum gateway (upstream: ``{TATUM_API_URL}/v3/egld/node/{TATUM_API_KEY}``)."""
 
-ADDRESS_HRP = "erd"
-CHAIN_IDS = {False: frozenset({"1"}), True: frozenset({"T", "D"})}
-"""MultiversX chain ids per daemon network: mainnet "1"; Tatum's EGLD testnet gateway is devnet "D" (or testnet "T")."""
-DEFAULT_GAS_PRICE = 1_000_000_000
-"""Upstream's fallback when the node reports no minimum gas price."""
-MAX_GAS_PRICE = 100 * DEFAULT_GAS_PRICE
-"""A node that asks for more than 100x the network minimum is lying (or being used to drain fees)."""
+MAX_GAS_PRICE_FACTOR = 100
+"""A node that asks for more than 100x the network's default gas price is lying (or being used to drain fees)."""
 MAX_GAS_LIMIT = 600_000_000
 """MultiversX's maximum gas per transaction."""
 TRANSACTION_VERSIONS = frozenset({1, 2})
@@ -49,28 +44,17 @@ MAX_SERIALIZED = 64 * 1024
 MAX_DATA = 256 * 1024
 
 _AMOUNT = re.compile(r"\d{1,40}(?:\.\d{1,40})?")
-_PRIVATE_KEY = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64}")
-_MALFORMED_KEY = "invalid EGLD private key: expected 64 hex digits"
 
 
-def egld_raw_key(private_key: str) -> SecretBuffer:
-    """The 32-byte ed25519 seed of an EGLD private key as upstream stores it (64 hex digits; for mnemonic wallets what
-    ``kms.chains.egld.EGLD.private_key_at(mnemonic, index, testnet)`` returns). Never quotes the key."""
-    if not isinstance(private_key, str) or not _PRIVATE_KEY.fullmatch(private_key):
-        raise SigningError(_MALFORMED_KEY)
-    digits = private_key[2:] if private_key[:2] in ("0x", "0X") else private_key
-    return SecretBuffer(bytearray.fromhex(digits))
+def address_of_public_key(public_key: bytes, hrp: str) -> str:
+    return Bech32Encoder.Encode(hrp, public_key)
 
 
-def address_of_public_key(public_key: bytes) -> str:
-    return Bech32Encoder.Encode(ADDRESS_HRP, public_key)
-
-
-def _check_address(address: object, what: str) -> str:
-    if not isinstance(address, str) or not address.startswith(ADDRESS_HRP + "1") or len(address) != 62:
+def _check_address(address: object, what: str, hrp: str) -> str:
+    if not isinstance(address, str) or not address.startswith(hrp + "1") or len(address) != len(hrp) + 59:
         raise SigningError(f"EGLD transaction: {what} is not an erd1 address")
     try:
-        decoded = Bech32Decoder.Decode(ADDRESS_HRP, address)
+        decoded = Bech32Decoder.Decode(hrp, address)
     except Exception:
         raise SigningError(f"EGLD transaction: {what} is not an erd1 address") from None
     if len(decoded) != 32:
@@ -97,7 +81,7 @@ def _atto_value(value: object) -> str:
     return str(int(atto))
 
 
-def parse_transfer(pending: PendingTransaction) -> Mapping[str, Any]:
+def parse_transfer(pending: PendingTransaction, hrp: str) -> Mapping[str, Any]:
     """The fields upstream keeps: ``to``, ``value`` (in atto-EGLD), ``data`` (base64, or absent) and ``from``."""
     text = pending.serialized_transaction
     if not isinstance(text, str) or len(text) > MAX_SERIALIZED:
@@ -119,8 +103,8 @@ def parse_transfer(pending: PendingTransaction) -> Mapping[str, Any]:
         raise SigningError("EGLD transaction: data too long")
     sender = tx.get("from")
     return {
-        "from": None if sender in (None, "") else _check_address(sender, "from"),
-        "to": _check_address(tx.get("to"), "to"),
+        "from": None if sender in (None, "") else _check_address(sender, "from", hrp),
+        "to": _check_address(tx.get("to"), "to", hrp),
         "value": _atto_value(tx.get("value")),
         "data": encoded,
     }
@@ -142,16 +126,16 @@ def _int_in(value: object, what: str, low: int, high: int) -> int:
     return value
 
 
-def network_config(gateway: NodeGateway, testnet: bool) -> tuple[int, str, int]:
+def network_config(gateway: NodeGateway, facts: EgldFacts, testnet: bool) -> tuple[int, str, int]:
     """(gas price, chain id, transaction version) from ``network/config``, checked against the daemon's network."""
-    config = _data_of(gateway.tatum_get(f"{NODE}/network/config", what="EGLD network config"), "network config")
-    config = config.get("config")
+    answer = gateway.tatum_get(f"{facts.node_path}/network/config", what="EGLD network config")
+    config = _data_of(answer, "network config").get("config")
     if not isinstance(config, Mapping):
         raise SigningError("EGLD node: malformed network config answer")
-    gas_price = config.get("erd_min_gas_price") or DEFAULT_GAS_PRICE  # upstream's `|| 1000000000`
-    gas_price = _int_in(gas_price, "erd_min_gas_price", 1, MAX_GAS_PRICE)
+    gas_price = config.get("erd_min_gas_price") or facts.default_gas_price  # upstream's `|| 1000000000`
+    gas_price = _int_in(gas_price, "erd_min_gas_price", 1, MAX_GAS_PRICE_FACTOR * facts.default_gas_price)
     chain_id = config.get("erd_chain_id")
-    if not isinstance(chain_id, str) or chain_id not in CHAIN_IDS[testnet]:
+    if not isinstance(chain_id, str) or chain_id not in facts.chain_ids[testnet]:
         network = "testnet" if testnet else "mainnet"
         raise SigningError(f"EGLD node: its chain id is not one of MultiversX {network}, the network this daemon signs")
     version = config.get("erd_min_transaction_version")
@@ -160,13 +144,13 @@ def network_config(gateway: NodeGateway, testnet: bool) -> tuple[int, str, int]:
     return gas_price, chain_id, version
 
 
-def account_nonce(gateway: NodeGateway, sender: str) -> int:
-    answer = gateway.tatum_get(f"{NODE}/address/{sender}/nonce", what="EGLD account nonce")
+def account_nonce(gateway: NodeGateway, node_path: str, sender: str) -> int:
+    answer = gateway.tatum_get(f"{node_path}/address/{sender}/nonce", what="EGLD account nonce")
     return _int_in(_data_of(answer, "nonce").get("nonce"), "nonce", 0, NONCE_MAX)
 
 
-def gas_limit(gateway: NodeGateway, unsigned: Mapping[str, Any]) -> int:
-    answer = gateway.tatum_post(f"{NODE}/transaction/cost", dict(unsigned), what="EGLD transaction cost")
+def gas_limit(gateway: NodeGateway, node_path: str, unsigned: Mapping[str, Any]) -> int:
+    answer = gateway.tatum_post(f"{node_path}/transaction/cost", dict(unsigned), what="EGLD transaction cost")
     return _int_in(_data_of(answer, "transaction cost").get("txGasUnits"), "txGasUnits", 1, MAX_GAS_LIMIT)
 
 
@@ -198,7 +182,14 @@ def _compact(obj: Mapping[str, Any]) -> str:
 
 class EgldSigner:
     """Signs EGLD pending transactions like upstream, with nonce, gas price, chain id and gas limit from the node behind
-    the Tatum gateway. ``meta`` records the nonce and chain id that were signed."""
+    the Tatum gateway. ``meta`` records the nonce and chain id that were signed. ``facts``: where the node is and
+    what it may answer (``kms.chains.egld.EGLD_FACTS``)."""
+
+    def __init__(self, facts: EgldFacts) -> None:
+        self._facts = facts
+
+    def __repr__(self) -> str:
+        return "EgldSigner()"
 
     def sign(
         self,
@@ -211,25 +202,22 @@ class EgldSigner:
             raise SigningError(f"EGLD transaction: expected one signing key, got {len(keys)}")
         if pending.chain != CHAIN:
             raise SigningError(f"pending transaction is for chain {str(pending.chain)[:16]!r}, not EGLD")
-        fields = parse_transfer(pending)
+        facts = self._facts
+        fields = parse_transfer(pending, facts.address_hrp)
         with keys[0].raw() as seed:
             if len(seed) != 32:
                 raise SigningError("EGLD key: expected a 32-byte ed25519 seed")
             signing_key = SigningKey(bytes(seed))
-        sender = address_of_public_key(bytes(signing_key.verify_key))
+        sender = address_of_public_key(bytes(signing_key.verify_key), facts.address_hrp)
         if fields["from"] is not None and fields["from"] != sender:
             raise SigningError("EGLD transaction: its sender is not this wallet's address")
         if gateway is None:
             raise SigningError("EGLD transaction: signing needs the node behind the Tatum gateway (offline)")
-        gas_price, chain_id, version = network_config(gateway, testnet)
-        nonce = account_nonce(gateway, sender)
-        gas = gas_limit(gateway, _plain(nonce, fields, sender, gas_price, 0, chain_id, version))
+        gas_price, chain_id, version = network_config(gateway, facts, testnet)
+        nonce = account_nonce(gateway, facts.node_path, sender)
+        gas = gas_limit(gateway, facts.node_path, _plain(nonce, fields, sender, gas_price, 0, chain_id, version))
         plain = _plain(nonce, fields, sender, gas_price, gas, chain_id, version)
         signature = signing_key.sign(_compact(plain).encode("utf-8")).signature
         del signing_key
         plain["signature"] = signature.hex()
         return SignedTransaction(payload=_compact(plain), meta={"nonce": nonce, "chainID": chain_id})
-
-
-def egld_signer() -> EgldSigner:
-    return EgldSigner()

@@ -5,28 +5,26 @@ as a legacy EIP-155 transaction: web3 / caver for the first seven, ethers with C
 chains differ only in data (``kms.chains.evm.EvmFacts``: chain ids, quirks, routes); CELO's encoding is the one small
 override (``CeloSigner``). Missing fields are looked up through the NodeGateway (``kms.signing.evm_lookups``).
 
-Secrets: the key handle's 32 raw bytes are read inside its ``with`` block only; eth-keys keeps its own immutable copy
-for the duration of the call, which Python cannot wipe (see SECURITY.md).
+Encoding and signing are ``kms.signing.evm_encode`` (rlp, pycryptodome Keccak, coincurve). Secrets: the key handle's
+32 raw bytes are read inside its ``with`` block only; coincurve keeps its own immutable copy for the duration of the
+call, which Python cannot wipe (see SECURITY.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import rlp
-from eth_account import Account
-from eth_keys import keys as eth_keys
-from eth_keys.backends import CoinCurveECCBackend
-from eth_keys.exceptions import ValidationError as EthKeysValidationError
-from eth_utils import keccak, to_checksum_address
+from coincurve import PrivateKey
+from eth_utils import to_checksum_address
 
 from kms.api import NodeGateway, PendingTransaction
 from kms.chains.evm import EvmFacts, EvmQuirks
 from kms.errors import KmsError, SigningError
 from kms.keys import KeyHandle
-from kms.signing.base import SignedTransaction
+from kms.signing.base import NonceSource, SignedTransaction
+from kms.signing.evm_encode import RlpItem, address_of, load_key, sign_eip1559, sign_legacy
 from kms.signing.evm_lookups import EvmNodeLookups
 from kms.signing.evm_tx import (
     EIP1559,
@@ -41,8 +39,6 @@ from kms.signing.evm_tx import (
 
 T = TypeVar("T")
 
-_SECP256K1 = CoinCurveECCBackend()
-"""libsecp256k1 through coincurve, named explicitly so eth-keys never falls back to its pure-Python curve."""
 _CHAIN_ID_MAX = 2**53 - 1
 
 
@@ -80,6 +76,35 @@ class EvmSigner:
         testnet: bool,
         gateway: NodeGateway | None = None,
     ) -> SignedTransaction:
+        return self._sign(pending, keys, testnet, gateway, None)
+
+    def sign_with_nonces(
+        self,
+        pending: PendingTransaction,
+        keys: Sequence[KeyHandle],
+        testnet: bool,
+        gateway: NodeGateway | None,
+        nonces: NonceSource,
+    ) -> SignedTransaction:
+        """As ``sign``, but a missing nonce comes from ``nonces`` (the daemon's per-sender allocator)."""
+        return self._sign(pending, keys, testnet, gateway, nonces)
+
+    def carries_nonce(self, pending: PendingTransaction) -> bool:
+        """Whether the pending transaction names its nonce. One that cannot be read counts as carrying it: it is
+        refused when signed, and needs no place in a sender's order."""
+        try:
+            return parse_evm_transaction(pending.serialized_transaction, self._rules).nonce is not None
+        except KmsError:
+            return True
+
+    def _sign(
+        self,
+        pending: PendingTransaction,
+        keys: Sequence[KeyHandle],
+        testnet: bool,
+        gateway: NodeGateway | None,
+        nonces: NonceSource | None,
+    ) -> SignedTransaction:
         if not isinstance(pending.chain, str) or pending.chain.strip().upper() != self.code:
             raise SigningError(f"pending transaction {pending.id!r} is not a {self.code} transaction")
         key = self._single_key(pending, keys)
@@ -87,21 +112,18 @@ class EvmSigner:
         lookups = self._lookups(gateway, bool(testnet))
         with key.raw() as raw:
             try:
-                private_key = eth_keys.PrivateKey(bytes(raw), backend=_SECP256K1)
-            except EthKeysValidationError:
+                private_key = load_key(raw)
+            except SigningError:
                 raise SigningError(
                     f"the key for signatureId {key.signature_id!r} is not a valid secp256k1 private key"
                 ) from None
-            except ValueError:
-                raise SigningError(
-                    f"the key for signatureId {key.signature_id!r} is not a 32-byte hex private key"
-                ) from None
             try:
-                address = private_key.public_key.to_canonical_address()
+                address = address_of(private_key)
                 if fields.sender is not None and fields.sender != address:
                     raise SigningError("the transaction's 'from' is not the address of the signing key")
-                resolved = self._resolve(fields, address, pending, bool(testnet), lookups)
-                return SignedTransaction(self._encode_signed(resolved, private_key))
+                resolved = self._resolve(fields, address, pending, bool(testnet), lookups, nonces)
+                meta = {"from": "0x" + address.hex(), "nonce": resolved.nonce, "assigned": fields.nonce is None}
+                return SignedTransaction(self._encode_signed(resolved, private_key), meta)
             finally:
                 del private_key
 
@@ -131,25 +153,44 @@ class EvmSigner:
         pending: PendingTransaction,
         testnet: bool,
         lookups: EvmNodeLookups | None,
+        nonces: NonceSource | None = None,
     ) -> _Resolved:
-        sender = to_checksum_address(address)
+        # The checksummed form is what the look-ups send; computed only when one is made (it costs a third of a
+        # signature).
+        def sender() -> str:
+            return to_checksum_address(address)
+
         nonce = fields.nonce
-        if nonce is None:
-            nonce = self._lookup(lookups, "nonce", lambda look: look.transaction_count(sender), 0, NONCE_MAX)
+        if nonce is None and nonces is None:  # upstream's order: the nonce first
+            nonce = self._lookup(lookups, "nonce", lambda look: look.transaction_count(sender()), 0, NONCE_MAX)
         if fields.tx_type != EIP1559 and fields.gas_price is None:
             fields = replace(fields, gas_price=self._gas_price(fields, lookups))
         chain_id = self._chain_id(fields.chain_id, testnet, lookups)
+        if nonce is None and nonces is not None:
+            # From the daemon's allocator: after the look-ups that do not need it, so that a failed look-up never
+            # holds a nonce.
+
+            def look_up() -> int:
+                return self._lookup(lookups, "nonce", lambda look: look.transaction_count(sender()), 0, NONCE_MAX)
+
+            nonce = self._checked_nonce(nonces.nonce_for("0x" + address.hex(), look_up))
+        assert nonce is not None
         gas = fields.gas
         force_estimate = self.quirks.always_estimate_gas or (
             self.quirks.estimate_gas_for_withdrawals and pending.withdrawal_id is not None
         )
         if gas is None or (force_estimate and lookups is not None):
-            request = self._estimate_request(fields, sender, nonce)
+            request = self._estimate_request(fields, sender(), nonce)
             estimate = self._lookup(lookups, "gas limit", lambda look: look.estimate_gas(request), 1, UINT64_MAX)
             gas = estimate + self.quirks.gas_limit_margin
         resolved = _Resolved(fields=fields, nonce=nonce, gas=gas, chain_id=chain_id)
         self._check_costs(resolved)
         return resolved
+
+    def _checked_nonce(self, nonce: object) -> int:
+        if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce <= NONCE_MAX:
+            raise SigningError(f"the {self.code} nonce handed out for this transaction is unusable")
+        return nonce
 
     def _gas_price(self, fields: EvmTxFields, lookups: EvmNodeLookups | None) -> int:
         return self._lookup(lookups, "gas price", lambda look: look.gas_price(), 1, UINT256_MAX)
@@ -214,31 +255,17 @@ class EvmSigner:
 
     # -- encoding and signing --------------------------------------------------------------------------------------
 
-    def _encode_signed(self, resolved: _Resolved, private_key: eth_keys.PrivateKey) -> str:
+    def _encode_signed(self, resolved: _Resolved, private_key: PrivateKey) -> str:
         fields = resolved.fields
-        tx: dict[str, Any] = {
-            "nonce": resolved.nonce,
-            "gas": resolved.gas,
-            "value": fields.value,
-            "data": fields.data,
-            "chainId": resolved.chain_id,
-        }
-        if fields.to is not None:
-            tx["to"] = fields.to
+        to = fields.to or b""
         if fields.tx_type == EIP1559:
-            tx.update(
-                type=EIP1559,
-                maxFeePerGas=fields.max_fee_per_gas,
-                maxPriorityFeePerGas=fields.max_priority_fee_per_gas,
-                accessList=[],
-            )
-        else:
-            tx["gasPrice"] = fields.gas_price
-        try:
-            signed = Account.sign_transaction(tx, private_key)
-        except (TypeError, ValueError) as exc:
-            raise SigningError(f"the {self.code} transaction could not be encoded ({type(exc).__name__})") from None
-        return "0x" + bytes(signed.raw_transaction).hex()
+            body: list[RlpItem] = [
+                resolved.chain_id, resolved.nonce, fields.max_priority_fee_per_gas, fields.max_fee_per_gas,
+                resolved.gas, to, fields.value, fields.data, [],
+            ]  # fmt: skip
+            return "0x" + sign_eip1559(body, private_key).hex()
+        body = [resolved.nonce, fields.gas_price, resolved.gas, to, fields.value, fields.data]
+        return "0x" + sign_legacy(body, resolved.chain_id, private_key).hex()
 
 
 class CeloSigner(EvmSigner):
@@ -255,10 +282,10 @@ class CeloSigner(EvmSigner):
             price = threshold_floor[1]
         return price
 
-    def _encode_signed(self, resolved: _Resolved, private_key: eth_keys.PrivateKey) -> str:
+    def _encode_signed(self, resolved: _Resolved, private_key: PrivateKey) -> str:
         fields = resolved.fields
         assert fields.gas_price is not None
-        body = [
+        body: list[RlpItem] = [
             resolved.nonce,
             fields.gas_price,
             resolved.gas,
@@ -269,10 +296,7 @@ class CeloSigner(EvmSigner):
             fields.value,
             fields.data,
         ]
-        digest = keccak(rlp.encode([*body, resolved.chain_id, 0, 0]))
-        signature = private_key.sign_msg_hash(digest)
-        v = resolved.chain_id * 2 + 35 + signature.v
-        return "0x" + rlp.encode([*body, v, signature.r, signature.s]).hex()
+        return "0x" + sign_legacy(body, resolved.chain_id, private_key).hex()
 
 
 def _one_of(ids: tuple[int, ...]) -> str:

@@ -7,7 +7,6 @@ every field is either understood exactly or refused with a SigningError, so noth
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -15,7 +14,8 @@ from typing import Any
 
 from eth_utils import is_checksum_address
 
-from kms.errors import SigningError
+from kms.bounded_json import loads_bounded
+from kms.errors import SigningError, UntrustedJsonError
 
 UINT256_MAX = 2**256 - 1
 UINT64_MAX = 2**64 - 1
@@ -139,18 +139,19 @@ def _load_json(serialized: object, code: str) -> dict[str, Any]:
     if len(serialized) > MAX_SERIALIZED_CHARS:
         raise SigningError(f"{code} serializedTransaction is too large ({len(serialized)} characters)")
     try:
-        tx = json.loads(serialized, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+        tx = loads_bounded(
+            serialized,
+            max_bytes=MAX_SERIALIZED_CHARS,
+            what=f"{code} serializedTransaction",
+            object_pairs_hook=_unique_keys,
+        )
     except _DuplicateField as duplicate:
         raise SigningError(f"{code} serializedTransaction repeats the field {_safe_name(str(duplicate))}") from None
-    except (ValueError, RecursionError):
-        raise SigningError(f"{code} serializedTransaction is not valid JSON") from None
+    except UntrustedJsonError as exc:
+        raise SigningError(str(exc)) from None
     if not isinstance(tx, dict):
         raise SigningError(f"{code} serializedTransaction is not a JSON object")
     return tx
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(name)
 
 
 class _DuplicateField(Exception):
@@ -167,8 +168,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_ALLOWED = {False: COMMON_FIELDS | EIP1559_FIELDS, True: COMMON_FIELDS | EIP1559_FIELDS | CELO_FIELDS}
+
+
 def _check_keys(tx: Mapping[str, Any], rules: ParseRules) -> None:
-    allowed = COMMON_FIELDS | EIP1559_FIELDS | (CELO_FIELDS if rules.celo_fields else frozenset())
+    allowed = _ALLOWED[rules.celo_fields]
     for key in tx:
         if key in _REFUSED_FIELDS and tx[key] is not None:
             raise SigningError(_REFUSED_FIELDS[key])

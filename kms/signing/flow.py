@@ -8,6 +8,8 @@ signed transaction goes to the access node (``submit``), whose id is what the da
 
 Unlike upstream, the wallet's key is never written into the transaction body, and the body is checked field by field
 before anything is asked of Tatum. The Cadence templates are the Cadence 1.0 set by default (see ``flow_cadence``).
+Tatum's routes, the networks' access nodes, chain ids and contract addresses come from the chain module
+(``kms.chains.flow.FlowFacts``).
 """
 
 from __future__ import annotations
@@ -29,20 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
 from kms.api import NodeGateway, PendingTransaction
+from kms.chains.flow import FlowFacts
 from kms.errors import KmsError, SigningError, TatumApiError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
-from kms.signing.flow_cadence import CADENCE_1_0_SET, CONTRACT_ADDRESSES, TEMPLATE_SETS, UPSTREAM_SET
+from kms.signing.flow_cadence import CADENCE_1_0_SET, TEMPLATE_SETS, UPSTREAM_SET
 
-NODE_URL_SETTING = "TATUM_KMS_FLOW_NODE_URL"
-DEFAULT_NODE_URLS: Mapping[bool, str] = {
-    True: "https://rest-testnet.onflow.org",
-    False: "https://rest-mainnet.onflow.org",
-}
-"""The access nodes upstream's SDK hard-codes, per network (testnet flag)."""
-CHAIN_IDS: Mapping[bool, str] = {True: "flow-testnet", False: "flow-mainnet"}
 EMULATOR_CHAIN_ID = "flow-emulator"
-GAS_LIMIT = 9999
 AUTHORIZER_KEY_INDEX = 0
 TRANSACTION_DOMAIN_TAG = b"FLOW-V0.0-transaction".ljust(32, b"\0")
 MAX_SERIALIZED_CHARS = 200_000
@@ -175,10 +170,10 @@ def _custom_script(body: Mapping[str, Any]) -> tuple[str, list[Mapping[str, Any]
 
 
 def _template_script(
-    tx_type: int, body: Mapping[str, Any], template_set: str, testnet: bool
+    tx_type: int, body: Mapping[str, Any], template_set: str, contracts: Mapping[str, str]
 ) -> tuple[str, list[Mapping[str, Any]]]:
     templates = TEMPLATE_SETS[template_set]
-    names = dict(CONTRACT_ADDRESSES[testnet])
+    names = dict(contracts)
     upstream = template_set == UPSTREAM_SET
     if tx_type in (0, 1):
         key = _public_key(body.get("publicKey"))
@@ -237,8 +232,9 @@ _TEMPLATE_TYPES = frozenset({0, 1, 2, 4, 5, 6, 7})
 """Upstream has no case for 3 (DEPLOY_NFT): it and every other type go to its custom-transaction path."""
 
 
-def parse_flow_transaction(serialized: object, template_set: str, testnet: bool) -> FlowScript:
-    """The Cadence transaction a pending FLOW ``serializedTransaction`` (``{"type", "body"}``) asks for."""
+def parse_flow_transaction(serialized: object, template_set: str, contracts: Mapping[str, str]) -> FlowScript:
+    """The Cadence transaction a pending FLOW ``serializedTransaction`` (``{"type", "body"}``) asks for; ``contracts``
+    are the network's contract addresses the templates import."""
     if not isinstance(serialized, str) or len(serialized) > MAX_SERIALIZED_CHARS:
         raise _fail("FLOW serializedTransaction is missing or too large")
     try:
@@ -254,7 +250,7 @@ def parse_flow_transaction(serialized: object, template_set: str, testnet: bool)
         raise _fail("FLOW transaction body carries key material; refusing it")
     authorizer = _address(body.get("account"), "account")
     if tx_type in _TEMPLATE_TYPES:
-        code, args = _template_script(tx_type, body, template_set, testnet)
+        code, args = _template_script(tx_type, body, template_set, contracts)
     else:
         code, args = _custom_script(body)
     return FlowScript(code=code, arguments=tuple(args), authorizer=authorizer)
@@ -270,6 +266,7 @@ def _sans_prefix(address: str) -> str:
 
 @dataclass(frozen=True)
 class _Envelope:
+    gas_limit: int
     script: FlowScript
     reference_block: str
     proposer: _TatumKey
@@ -288,7 +285,7 @@ class _Envelope:
             self.script.code.encode(),
             [_argument_bytes(arg) for arg in self.script.arguments],
             bytes.fromhex(self.reference_block),
-            GAS_LIMIT,
+            self.gas_limit,
             bytes.fromhex(_sans_prefix(self.proposer.address)),
             self.proposer.key_id,
             self.sequence_number,
@@ -323,7 +320,7 @@ class _Envelope:
             "script": base64.b64encode(self.script.code.encode()).decode(),
             "arguments": [base64.b64encode(_argument_bytes(arg)).decode() for arg in self.script.arguments],
             "reference_block_id": self.reference_block,
-            "gas_limit": str(GAS_LIMIT),
+            "gas_limit": str(self.gas_limit),
             "payer": _sans_prefix(self.payer.address),
             "proposal_key": {
                 "address": _sans_prefix(self.proposer.address),
@@ -409,13 +406,16 @@ def _sequence_number(answer: object, proposer: _TatumKey) -> int:
 class FlowSigner:
     """Signs FLOW pending transactions (authorizer key = the wallet's) and submits them to the access node.
 
-    ``node_url``: the Flow access node's REST API (setting ``TATUM_KMS_FLOW_NODE_URL``); None means upstream's public
-    node for the network. ``templates``: ``"cadence-1.0"`` (default) or ``"upstream"`` (pre-1.0, what upstream sends).
+    ``facts``: Tatum's routes, the networks' access nodes, chain ids and contract addresses
+    (``kms.chains.flow.FLOW_FACTS``). ``node_url``: the Flow access node's REST API (setting
+    ``TATUM_KMS_FLOW_NODE_URL``); None means the default node for the network. ``templates``: ``"cadence-1.0"``
+    (default) or ``"upstream"`` (pre-1.0, what upstream sends; only to reproduce its vectors).
     ``accept_emulator``: also accept an access node that reports ``flow-emulator`` (tests and local emulators).
     """
 
     def __init__(
         self,
+        facts: FlowFacts,
         node_url: str | None = None,
         *,
         templates: str = CADENCE_1_0_SET,
@@ -428,6 +428,7 @@ class FlowSigner:
             raise ValueError(f"unknown FLOW template set {templates!r}")
         if node_url is not None and not re.fullmatch(r"https?://[^\s?#]+", node_url):
             raise ValueError("the FLOW access node URL must be an http(s) URL without query or fragment")
+        self.facts = facts
         self.node_url = node_url.rstrip("/") if node_url else None
         self.templates = templates
         self.accept_emulator = accept_emulator
@@ -439,7 +440,7 @@ class FlowSigner:
         return f"FlowSigner(node_url={self.node_url!r}, templates={self.templates!r})"
 
     def access_node(self, testnet: bool) -> str:
-        return self.node_url or DEFAULT_NODE_URLS[testnet]
+        return self.node_url or self.facts.default_node_urls[testnet]
 
     def sign(
         self,
@@ -452,28 +453,32 @@ class FlowSigner:
             raise _fail(f"pending transaction {pending.id!r} is not a FLOW transaction")
         if len(keys) != 1:
             raise _fail(f"FLOW transactions are signed with exactly one key, got {len(keys)}")
-        script = parse_flow_transaction(pending.serialized_transaction, self.templates, testnet)
+        contracts = self.facts.contract_addresses[testnet]
+        script = parse_flow_transaction(pending.serialized_transaction, self.templates, contracts)
         if gateway is None:
             raise _fail("FLOW signing needs the Tatum API (proposer and payer keys); no gateway was given")
         if gateway.testnet != testnet:
             raise _fail("the gateway's network is not the daemon's network")
         node = self.access_node(testnet)
-        payer = _tatum_key(gateway.tatum_get("/v3/flow/proposal/true", what="FLOW payer key"), "FLOW payer key")
+        proposal = self.facts.proposal_key_path
+        payer_answer = gateway.tatum_get(proposal.format(is_payer="true"), what="FLOW payer key")
+        payer = _tatum_key(payer_answer, "FLOW payer key")
         self._check_network(gateway.external_get(f"{node}/v1/network/parameters", what="FLOW network"), testnet)
         proposer = _tatum_key(
-            gateway.tatum_get("/v3/flow/proposal/false", what="FLOW proposal key"), "FLOW proposal key"
+            gateway.tatum_get(proposal.format(is_payer="false"), what="FLOW proposal key"), "FLOW proposal key"
         )
         try:
             return self._sign_with(script, keys[0], proposer, payer, node, gateway)
         except BaseException:
-            _release_proposal_key(gateway, "", proposer.key_id)
+            self._release_proposal_key(gateway, "", proposer.key_id)
             raise
 
     def _check_network(self, answer: object, testnet: bool) -> None:
         chain_id = _answer_object(answer, "FLOW network").get("chain_id")
-        accepted = {CHAIN_IDS[testnet]} | ({EMULATOR_CHAIN_ID} if self.accept_emulator else set())
+        wanted = self.facts.chain_ids[testnet]
+        accepted = {wanted} | ({EMULATOR_CHAIN_ID} if self.accept_emulator else set())
         if chain_id not in accepted:
-            raise _fail(f"the FLOW access node is on {str(chain_id)[:40]!r}, not {CHAIN_IDS[testnet]}")
+            raise _fail(f"the FLOW access node is on {str(chain_id)[:40]!r}, not {wanted}")
 
     def _sign_with(
         self,
@@ -489,12 +494,14 @@ class FlowSigner:
         )
         account_url = f"{node}/v1/accounts/{_sans_prefix(proposer.address)}?block_height=final&expand=contracts,keys"
         sequence = _sequence_number(gateway.external_get(account_url, what="FLOW proposer account"), proposer)
-        envelope = _Envelope(script, block, proposer, sequence, payer)
+        envelope = _Envelope(self.facts.gas_limit, script, block, proposer, sequence, payer)
         payload_message = envelope.payload_message()
         signatures: list[tuple[str, int, bytes]] = []
         if proposer.temp_id != payer.temp_id:
             answer = gateway.tatum_post(
-                "/v3/flow/sign", {"data": payload_message.hex(), "isPayer": False}, what="FLOW proposer signature"
+                self.facts.sign_path,
+                {"data": payload_message.hex(), "isPayer": False},
+                what="FLOW proposer signature",
             )
             signatures.append((proposer.address, proposer.key_id, _tatum_signature(answer, "FLOW proposer signature")))
         with key.raw() as raw:
@@ -503,7 +510,7 @@ class FlowSigner:
             signatures.append((script.authorizer, AUTHORIZER_KEY_INDEX, sign_flow_message(raw, payload_message)))
         envelope_message = envelope.envelope_message(signatures)
         answer = gateway.tatum_post(
-            "/v3/flow/sign", {"data": envelope_message.hex(), "isPayer": True}, what="FLOW payer signature"
+            self.facts.sign_path, {"data": envelope_message.hex(), "isPayer": True}, what="FLOW payer signature"
         )
         body = envelope.rest_body(signatures, _tatum_signature(answer, "FLOW payer signature"))
         payload = json.dumps(body, separators=(",", ":"))
@@ -521,12 +528,12 @@ class FlowSigner:
             if not isinstance(tx_id, str) or not _HEX64.fullmatch(tx_id):
                 raise _fail("FLOW transaction: the access node's answer holds no transaction id")
         except BaseException:
-            _release_proposal_key(gateway, "", key_id)
+            self._release_proposal_key(gateway, "", key_id)
             raise
         try:
             self._wait_sealed(tx_id, node, gateway)
         finally:
-            _release_proposal_key(gateway, tx_id, key_id)
+            self._release_proposal_key(gateway, tx_id, key_id)
         return tx_id
 
     def _wait_sealed(self, tx_id: str, node: str, gateway: NodeGateway) -> None:
@@ -546,15 +553,12 @@ class FlowSigner:
                 return
         raise TatumApiError(f"FLOW transaction {tx_id} was not sealed after {self.seal_polls} polls")
 
-
-def _release_proposal_key(gateway: NodeGateway, tx_id: str, key_id: object) -> None:
-    """Upstream frees Tatum's proposal key after every attempt; its failures are ignored there as here."""
-    if not isinstance(key_id, int):
-        return
-    try:
-        gateway.tatum_post("/v3/flow/broadcast", {"txData": tx_id, "proposalKey": key_id}, what="FLOW proposal key")
-    except KmsError:
-        pass
-
-
-FLOW_SIGNER = FlowSigner()
+    def _release_proposal_key(self, gateway: NodeGateway, tx_id: str, key_id: object) -> None:
+        """Upstream frees Tatum's proposal key after every attempt; its failures are ignored there as here."""
+        if not isinstance(key_id, int):
+            return
+        body = {"txData": tx_id, "proposalKey": key_id}
+        try:
+            gateway.tatum_post(self.facts.release_path, body, what="FLOW proposal key")
+        except KmsError:
+            pass

@@ -8,8 +8,9 @@ Two sets of the same transaction types:
 - ``CADENCE_1_0``: the same transactions in Cadence 1.0 syntax (entitlements, ``storage``/``capabilities``/``keys``
   APIs): the default, the only set today's networks accept.
 
-Placeholders are ``string.Template`` names (Cadence never uses ``$``): the contract addresses below, and for the
-token transfer ``tokenName``, ``tokenAddress`` and ``tokenStorage``.
+Placeholders are ``string.Template`` names (Cadence never uses ``$``): the contract addresses (from the chain module,
+``kms.chains.flow.FLOW_FACTS.contract_addresses``), and for the token transfer ``tokenName``, ``tokenAddress`` and
+``tokenStorage``.
 """
 
 from __future__ import annotations
@@ -18,25 +19,6 @@ from collections.abc import Mapping
 
 UPSTREAM_SET = "upstream"
 CADENCE_1_0_SET = "cadence-1.0"
-
-# The contract addresses upstream imports from (@tatumio/tatum constants FLOW_{TESTNET,MAINNET}_ADDRESSES), plus the
-# NonFungibleToken standard the Cadence 1.0 NFT templates need (Flow's core-contract addresses).
-CONTRACT_ADDRESSES: Mapping[bool, Mapping[str, str]] = {
-    True: {
-        "FlowToken": "0x7e60df042a9c0868",
-        "FungibleToken": "0x9a0766d93b6608b7",
-        "FUSD": "0xe223d8a629e49c68",
-        "TatumMultiNFT": "0x87fe4ebd0cddde06",
-        "NonFungibleToken": "0x631e88ae7f1d7c20",
-    },
-    False: {
-        "FlowToken": "0x1654653399040a61",
-        "FungibleToken": "0xf233dcee88fe0abe",
-        "FUSD": "0x3c5959b568896393",
-        "TatumMultiNFT": "0x354e6721564ccd2c",
-        "NonFungibleToken": "0x1d7e57aa55817448",
-    },
-}
 
 UPSTREAM: Mapping[str, str] = {
     "create_account": """import FungibleToken from ${FungibleToken}

@@ -15,7 +15,6 @@ serialization (dust outputs, fee far from its estimate).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,12 +38,14 @@ from bitcointx.core.script import (
 )
 
 from kms.api import NodeGateway, PendingTransaction
+from kms.bounded_json import loads_bounded
 from kms.chains.utxo import SigningNetwork
-from kms.errors import SigningError
+from kms.errors import SigningError, UntrustedJsonError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 from kms.signing.utxo_common import (
     JS_SAFE_INTEGER,
+    MAX_SERIALIZED_CHARS,
     UINT32_MAX,
     UtxoKey,
     check_chain,
@@ -79,6 +80,9 @@ class BitcoreTransaction:
 class UtxoSigner:
     """Implements ``kms.signing.base.Signer`` for one of BTC, LTC, DOGE (``UtxoSigner(BTC.signing)`` etc.)."""
 
+    order_free = True
+    """``kms.signing.base.OrderFree``: the pending transaction names its inputs; nothing is looked up."""
+
     def __init__(self, network: SigningNetwork) -> None:
         self.network = network
 
@@ -112,9 +116,9 @@ class UtxoSigner:
 
 def parse_bitcore_json(text: str, network: SigningNetwork) -> BitcoreTransaction:
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        raise SigningError("serializedTransaction is not valid JSON") from None
+        data = loads_bounded(text, max_bytes=MAX_SERIALIZED_CHARS, what="serializedTransaction")
+    except UntrustedJsonError as exc:
+        raise SigningError(str(exc)) from None
     if not isinstance(data, Mapping):
         raise SigningError("serializedTransaction is not a transaction object")
     inputs, outputs = data.get("inputs"), data.get("outputs")
@@ -150,10 +154,6 @@ def parse_bitcore_json(text: str, network: SigningNetwork) -> BitcoreTransaction
         has_change_script=bool(change_script),
         fee_field=read_int(fee, "fee", 0, JS_SAFE_INTEGER) if fee else None,
     )
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(name)
 
 
 def _parse_input(item: Any, index: int, network: SigningNetwork) -> tuple[CMutableTxIn, SpentOutput]:

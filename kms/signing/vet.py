@@ -9,9 +9,11 @@ reference (first 8 bytes of ``GET /blocks/best``'s id). The nonce is random:
 dependsOn; the signature is secp256k1 (RFC 6979, r || s || recovery id) over blake2b-256 of the RLP body; txData is
 ``0x`` + the RLP of the body with the signature, posted to ``/v3/vet/broadcast``.
 
-The node is a setting (``TATUM_KMS_VET_NODE_URL``; default the public node upstream uses for the network) and is
-called through the gateway's ``external_*`` calls. Its answers are checked: ``/blocks/0`` must be the genesis block of
-the daemon's network, the best block's id must carry its number, the gas must be an integer in sane bounds.
+The node is a setting (``TATUM_KMS_VET_NODE_URL``; default the public node upstream uses for the network, from
+``kms.chains.vet``, which also holds the networks' genesis ids) and is called through the gateway's ``external_*``
+calls. The raw key (a 32-byte secp256k1 scalar) is decoded by the chain module. The node's answers are checked:
+``/blocks/0`` must be the genesis block of the daemon's network, the best block's id must carry its number, the gas
+must be an integer in sane bounds.
 """
 
 from __future__ import annotations
@@ -30,29 +32,17 @@ from coincurve import PrivateKey
 from eth_utils import is_checksum_address, keccak
 
 from kms.api import NodeGateway, PendingTransaction
+from kms.chains.vet import VetFacts
 from kms.errors import SigningError, UsageError
-from kms.hygiene import SecretBuffer
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 
 CHAIN = "VET"
-NODE_URL_SETTING = "TATUM_KMS_VET_NODE_URL"
-DEFAULT_NODE_URLS = {False: "https://sync-mainnet.vechain.org", True: "https://sync-testnet.vechain.org"}
-"""The public nodes upstream hard-codes (its ``VET_URL`` / ``TEST_VET_URL``)."""
-GENESIS_IDS = {
-    False: "0x00000000851caf3cfdb6e899cf5958bfb1ac3413d346d43539627e6be7ec1b4a",
-    True: "0x000000000b2bce3c70bc649a02749e8687721b09ed2e15997f466536b20bb127",
-}
-"""Genesis block ids of VeChainThor mainnet and testnet; the chain tag is the last byte."""
 
-EXPIRATION = 720
-GAS_PRICE_COEF = 0
 TX_GAS = 5000
 CLAUSE_GAS = 16000
 ZERO_BYTE_GAS = 4
 NONZERO_BYTE_GAS = 68
-VM_GAS_MARGIN = 15000
-"""thorify adds this to the node's gasUsed: the state the transaction meets is not the one estimated against."""
 MAX_GAS = 100_000_000
 """Far above any VeChainThor block gas limit: a node answering more is lying."""
 UINT64_MAX = 2**64 - 1
@@ -64,22 +54,6 @@ _BLOCK_ID = re.compile(r"0x[0-9a-f]{64}")
 _DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 _DECIMAL = re.compile(r"[0-9]{1,78}")
 _HEX_NUMBER = re.compile(r"0x[0-9a-fA-F]{1,64}")
-_PRIVATE_KEY = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64}")
-_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-
-def vet_raw_key(private_key: str) -> SecretBuffer:
-    """The 32-byte secp256k1 scalar of a VET private key (``0x`` + 64 hex, as upstream stores and prints it; bare hex is
-    accepted). Never quotes the key."""
-    message = "invalid VET private key: expected 0x followed by 64 hex digits"
-    if not isinstance(private_key, str) or not _PRIVATE_KEY.fullmatch(private_key):
-        raise SigningError(message)
-    digits = private_key[2:] if private_key[:2] in ("0x", "0X") else private_key
-    raw = SecretBuffer(bytearray.fromhex(digits))
-    if not 0 < int.from_bytes(raw.view(), "big") < _SECP256K1_ORDER:
-        raw.wipe()
-        raise SigningError(message)
-    return raw
 
 
 def upstream_nonce(now_ms: int, random_fraction: float) -> int:
@@ -173,7 +147,7 @@ def estimate_request(clause: Mapping[str, Any], caller: str) -> dict[str, Any]:
     return body
 
 
-def gas_from_estimate(answer: object, data: bytes) -> int:
+def gas_from_estimate(answer: object, data: bytes, vm_gas_margin: int) -> int:
     if not isinstance(answer, list) or not answer or not isinstance(answer[0], Mapping):
         raise SigningError("VET node: malformed gas estimate answer")
     result = answer[0]
@@ -182,7 +156,7 @@ def gas_from_estimate(answer: object, data: bytes) -> int:
     used = result.get("gasUsed")
     if isinstance(used, bool) or not isinstance(used, int) or not 0 <= used <= MAX_GAS:
         raise SigningError("VET node: gasUsed is not an integer in range")
-    return intrinsic_gas(data) + (used + VM_GAS_MARGIN if used else 0)
+    return intrinsic_gas(data) + (used + vm_gas_margin if used else 0)
 
 
 def _block_id(answer: object, what: str) -> tuple[str, object]:
@@ -192,9 +166,9 @@ def _block_id(answer: object, what: str) -> tuple[str, object]:
     return block_id, answer.get("number")  # type: ignore[union-attr]
 
 
-def chain_tag(answer: object, testnet: bool) -> int:
+def chain_tag(answer: object, genesis_id: str, testnet: bool) -> int:
     block_id, number = _block_id(answer, "genesis block")
-    if number != 0 or block_id != GENESIS_IDS[testnet]:
+    if number != 0 or block_id != genesis_id:
         network = "testnet" if testnet else "mainnet"
         raise SigningError(f"VET node: its genesis block is not VeChainThor {network}, the network this daemon signs")
     return int(block_id[-2:], 16)
@@ -211,11 +185,11 @@ def block_ref(answer: object) -> bytes:
 # --- signing ---------------------------------------------------------------------------------------------------------
 
 
-def body_fields(tag: int, ref: bytes, clause: Mapping[str, Any], gas: int, nonce: int) -> list[Any]:
+def body_fields(facts: VetFacts, tag: int, ref: bytes, clause: Mapping[str, Any], gas: int, nonce: int) -> list[Any]:
     """The RLP body list in thor-devkit's order; blockRef is a compact blob (leading zero bytes dropped)."""
     value = clause["value"] or 0
     clauses = [[bytes.fromhex(clause["to"][2:]), value, bytes.fromhex(clause["data"][2:])]]
-    return [tag, ref.lstrip(b"\0"), EXPIRATION, clauses, GAS_PRICE_COEF, gas, b"", nonce, []]
+    return [tag, ref.lstrip(b"\0"), facts.expiration, clauses, facts.gas_price_coef, gas, b"", nonce, []]
 
 
 def blake2b256(*parts: bytes) -> bytes:
@@ -228,14 +202,18 @@ def blake2b256(*parts: bytes) -> bytes:
 class VetSigner:
     """Signs VET pending transactions like upstream.
 
-    ``node_url``: the VeChainThor REST node (setting ``TATUM_KMS_VET_NODE_URL``); None means upstream's public node
-    for the daemon's network. ``nonce_source``: where the random transaction nonce comes from (tests inject
-    upstream's recorded draw). ``meta["txId"]`` is the transaction id.
+    ``facts``: the networks' genesis ids and default nodes (``kms.chains.vet.VET_FACTS``). ``node_url``: the
+    VeChainThor REST node (setting ``TATUM_KMS_VET_NODE_URL``); None means the default node for the daemon's network.
+    ``nonce_source``: where the random transaction nonce comes from (tests inject upstream's recorded draw).
+    ``meta["txId"]`` is the transaction id.
     """
 
-    def __init__(self, node_url: str | None = None, nonce_source: Callable[[], int] = random_nonce) -> None:
+    def __init__(
+        self, facts: VetFacts, node_url: str | None = None, nonce_source: Callable[[], int] = random_nonce
+    ) -> None:
         if node_url is not None and (not isinstance(node_url, str) or not re.fullmatch(r"https?://[^\s?#]+", node_url)):
-            raise UsageError(f"{NODE_URL_SETTING} must be an http(s) URL without query or fragment")
+            raise UsageError("the VET node URL must be an http(s) URL without query or fragment")
+        self._facts = facts
         self._node_url = node_url.rstrip("/") if node_url else None
         self._nonce_source = nonce_source
 
@@ -243,7 +221,7 @@ class VetSigner:
         return f"VetSigner(node_url={self._node_url!r})"
 
     def node_url(self, testnet: bool) -> str:
-        return self._node_url or DEFAULT_NODE_URLS[testnet]
+        return self._node_url or self._facts.default_node_urls[testnet]
 
     def sign(
         self,
@@ -269,7 +247,7 @@ class VetSigner:
         nonce = self._nonce_source()
         if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce <= UINT64_MAX:
             raise SigningError("VET transaction: the nonce source gave no 64-bit nonce")
-        body = body_fields(tag, ref, clause, gas, nonce)
+        body = body_fields(self._facts, tag, ref, clause, gas, nonce)
         signing_hash = blake2b256(rlp.encode(body))
         with keys[0].raw() as key:
             signature = PrivateKey(bytes(key)).sign_recoverable(signing_hash, hasher=None)
@@ -284,11 +262,8 @@ class VetSigner:
         estimate = gateway.external_post(
             f"{node}/accounts/*?revision=best", estimate_request(clause, caller), what="VET gas estimate"
         )
-        gas = gas_from_estimate(estimate, bytes.fromhex(clause["data"][2:]))
-        tag = chain_tag(gateway.external_get(f"{node}/blocks/0", what="VET genesis block"), testnet)
+        gas = gas_from_estimate(estimate, bytes.fromhex(clause["data"][2:]), self._facts.vm_gas_margin)
+        genesis = gateway.external_get(f"{node}/blocks/0", what="VET genesis block")
+        tag = chain_tag(genesis, self._facts.genesis_ids[testnet], testnet)
         ref = block_ref(gateway.external_get(f"{node}/blocks/best", what="VET best block"))
         return gas, tag, ref
-
-
-def vet_signer(node_url: str | None = None) -> VetSigner:
-    return VetSigner(node_url)

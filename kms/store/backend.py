@@ -44,9 +44,10 @@ class StoreConnection(Protocol):
     def begin_read(self) -> None:
         """A read transaction: one consistent snapshot."""
 
-    def begin_write(self) -> None:
+    def begin_write(self, *, durable: bool = True) -> None:
         """A write transaction holding the store's writer lock, so checks and the writes they guard are atomic
-        across every process (and every replica) using the store."""
+        across every process (and every replica) using the store. ``durable=False``: its commit need not be flushed
+        to disk before it returns."""
 
     def begin_rows(self) -> None:
         """A write transaction for single atomic statements (claims, heartbeats) that need not queue behind the

@@ -267,12 +267,13 @@ class Database:
                 raise
 
     @contextmanager
-    def writing(self, *, need_key: bool = True) -> Iterator[Txn]:
+    def writing(self, *, need_key: bool = True, durable: bool = True) -> Iterator[Txn]:
         """A write transaction. The backend's writer lock is taken first, so checks (limits, duplicates, journal
-        states) and the writes they guard are atomic across processes."""
+        states) and the writes they guard are atomic across processes. ``durable=False``: this commit is not flushed
+        to disk on its own (the next durable commit carries it); for marks whose loss only repeats safe work."""
         with self._lock:
             conn = self.check_open()
-            conn.begin_write()
+            conn.begin_write(durable=durable)
             txn: Txn | None = None
             try:
                 encryptions = self._follow_header(conn) if need_key else 0

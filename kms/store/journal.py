@@ -32,7 +32,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -248,6 +248,18 @@ class SigningJournal:
             rows = conn.execute(_SELECT + " WHERE state = ? AND reported = 0 ORDER BY rowid", (S.POISONED.value,))
             return [_entry(row) for row in rows]
 
+    def nonces_held(self, chain: str, sender: str, at_least: int = 0) -> set[int]:
+        """The account nonces (``meta.nonce``, at least ``at_least``) of ``sender``'s (``meta.from``) payloads
+        journaled for ``chain`` and not known to be settled (signed or broadcast): the daemon never hands one of
+        them to another pending transaction."""
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                "SELECT json_extract(meta, '$.nonce') FROM journal WHERE chain = ? AND state IN (?, ?)"
+                " AND meta IS NOT NULL AND json_extract(meta, '$.from') = ? AND json_extract(meta, '$.nonce') >= ?",
+                (chain.strip().upper(), S.SIGNED.value, S.BROADCAST.value, sender.lower(), at_least),
+            ).fetchall()
+        return {int(row[0]) for row in rows if isinstance(row[0], int)}
+
     def was_released(self, pending_id: str, payload_sha256: str) -> bool:
         """Whether an operator released this id while it held this payload (so the audit log's record of that
         signing must no longer hold the id)."""
@@ -272,25 +284,26 @@ class SigningJournal:
         """Journal the signed payload (absent -> signed) before it is broadcast. Idempotent for the same payload (the
         first meta is kept); a different payload raises JournalConflictError, a refused, poisoned or held id
         JournalStateError."""
-        check_pending_id(pending_id)
-        if not isinstance(payload, str) or not payload:
-            raise StoreError("journal txData must be non-empty text")
-        if not isinstance(request_sha256, str) or not _SHA256_RE.fullmatch(request_sha256):
-            raise StoreError("journal request hash must be a lowercase hex SHA-256 or empty")
-        meta_json = _encode_meta(meta)
+        error = self.put_many([SignedPayload(pending_id, chain, payload, request_sha256, meta)])[0]
+        if error is not None:
+            raise error
+
+    def put_many(self, items: Sequence[SignedPayload]) -> list[StoreError | None]:
+        """``put`` for several payloads in one transaction (one fsync: the daemon's group commit). Each item's
+        outcome is its own: None when journaled (or already journaled with the same payload), else the error ``put``
+        would raise for it, and that item wrote nothing. A failure of the transaction itself raises."""
+        results: list[StoreError | None] = []
+        rows: list[tuple[int, SignedPayload, str | None]] = []
+        for position, item in enumerate(items):
+            try:
+                rows.append((position, item, _checked_put(item)))
+                results.append(None)
+            except StoreError as exc:
+                results.append(exc)
         with self._db.writing(need_key=False) as txn:
-            existing = _lookup(txn.conn, pending_id)
-            if existing is not None:
-                if existing.payload == payload:
-                    return
-                if existing.payload is None:
-                    raise JournalStateError(
-                        f"pending transaction '{pending_id}' is {existing.status} in the journal; it is not signed"
-                    )
-                raise JournalConflictError(
-                    f"pending transaction '{pending_id}' already has a different signed txData in the journal"
-                )
-            _insert(txn.conn, pending_id, chain, S.SIGNED, payload, sha256_text(payload), request_sha256, meta_json)
+            for position, item, meta_json in rows:
+                results[position] = _put_row(txn.conn, item, meta_json)
+        return results
 
     def resign(
         self, pending_id: str, replaced: str, payload: str, meta: Mapping[str, object] | None, reason: str
@@ -358,8 +371,12 @@ class SigningJournal:
                 _move(txn.conn, existing, S.HELD, reason)
 
     def mark_broadcast(self, pending_id: str) -> None:
-        """The broadcast call accepted the payload. A completed entry stays completed."""
-        self.transition(pending_id, S.BROADCAST)
+        """The broadcast call accepted the payload. A completed entry stays completed. Written without its own fsync
+        (the next durable write carries it): losing it to a power cut leaves the entry `signed`, and the daemon then
+        sends the same payload again, which the network takes as the transaction it already has."""
+        check_pending_id(pending_id)
+        with self._db.writing(need_key=False, durable=False) as txn:
+            _move(txn.conn, _require(txn.conn, pending_id), S.BROADCAST)
 
     def reconcile(self, pending_id: str, outcome: JournalState, reason: str = "") -> None:
         """Record what the Tatum API said about a signed or broadcast entry: completed, failed, or still signed
@@ -426,6 +443,46 @@ class SigningJournal:
 
 
 # -- statements (inside the caller's transaction) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignedPayload:
+    """One ``put``: a payload to journal for a pending id."""
+
+    pending_id: str
+    chain: str
+    payload: str
+    request_sha256: str = ""
+    meta: Mapping[str, object] | None = None
+
+
+def _checked_put(item: SignedPayload) -> str | None:
+    """Checks one ``put`` before the transaction; returns its meta as JSON."""
+    check_pending_id(item.pending_id)
+    if not isinstance(item.payload, str) or not item.payload:
+        raise StoreError("journal txData must be non-empty text")
+    if not isinstance(item.request_sha256, str) or not _SHA256_RE.fullmatch(item.request_sha256):
+        raise StoreError("journal request hash must be a lowercase hex SHA-256 or empty")
+    return _encode_meta(item.meta)
+
+
+def _put_row(conn: StoreConnection, item: SignedPayload, meta_json: str | None) -> StoreError | None:
+    existing = _lookup(conn, item.pending_id)
+    if existing is None:
+        _insert(
+            conn, item.pending_id, item.chain, S.SIGNED, item.payload, sha256_text(item.payload), item.request_sha256,
+            meta_json,
+        )  # fmt: skip
+        return None
+    if existing.payload == item.payload:
+        return None
+    if existing.payload is None:
+        return JournalStateError(
+            f"pending transaction '{item.pending_id}' is {existing.status} in the journal; it is not signed"
+        )
+    return JournalConflictError(
+        f"pending transaction '{item.pending_id}' already has a different signed txData in the journal"
+    )
 
 
 def _lookup(conn: StoreConnection, pending_id: str) -> JournalEntry | None:

@@ -208,8 +208,10 @@ class PostgresConnection:
     def begin_read(self) -> None:
         self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
-    def begin_write(self) -> None:
+    def begin_write(self, *, durable: bool = True) -> None:
         self.execute("BEGIN")
+        if not durable:
+            self.execute("SET LOCAL synchronous_commit = off")
         self.execute(f"SELECT pg_advisory_xact_lock({_WRITER_LOCK})")
 
     def begin_rows(self) -> None:

@@ -27,6 +27,22 @@ _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _MIN_SQLITE = (3, 24, 0)  # UPSERT, used by the per-chain counting triggers
 
 
+def peek_counts(path: Path) -> dict[tuple[str, bool], int]:
+    """Wallets per (chain, testnet) from a kms store's plaintext counting table, without its password (checkconfig's
+    warnings). Opened read-only; anything unreadable gives {}: these counts are not authenticated, only a hint."""
+    if probe(path) != "kms":
+        return {}
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            rows = conn.execute("SELECT chain, testnet, wallets FROM chain_counts WHERE wallets > 0").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+    return {(str(chain), bool(testnet)): int(n) for chain, testnet, n in rows}
+
+
 def probe(path: Path) -> str:
     """ "missing" | "kms" | "upstream" | "other", from the file's first bytes only (no SQLite, no writes)."""
     try:
@@ -171,6 +187,7 @@ class SqliteConnection:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._relaxed = False
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
@@ -187,7 +204,11 @@ class SqliteConnection:
     def begin_read(self) -> None:
         self.execute("BEGIN")
 
-    def begin_write(self) -> None:
+    def begin_write(self, *, durable: bool = True) -> None:
+        if not durable:
+            # NORMAL for this one transaction: the next FULL commit's fsync of the WAL carries it.
+            self.execute("PRAGMA synchronous = NORMAL")
+            self._relaxed = True
         self.execute("BEGIN IMMEDIATE")
 
     def begin_rows(self) -> None:
@@ -195,10 +216,17 @@ class SqliteConnection:
 
     def commit(self) -> None:
         self.execute("COMMIT")
+        self._restore_durability()
 
     def rollback(self) -> None:
         if self._conn.in_transaction:
             self.execute("ROLLBACK")
+        self._restore_durability()
+
+    def _restore_durability(self) -> None:
+        if self._relaxed:
+            self._relaxed = False
+            self.execute("PRAGMA synchronous = FULL")
 
     @property
     def in_transaction(self) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from kms.hygiene import SecretBuffer
+from kms.store import sqlite
 from kms.store.backend import StoreBackend, open_backend
 from kms.store.crypto import KdfParams
 from kms.store.database import Database
@@ -67,6 +68,11 @@ class WalletStore:
     def probe(location: Path | str | StoreBackend) -> str:
         """ "missing" | "kms" | "upstream" | "other". Reads the first bytes of a file only; changes nothing."""
         return as_backend(location).probe()
+
+    @staticmethod
+    def peek_counts(path: Path | str) -> dict[tuple[str, bool], int]:
+        """Wallets per (chain, testnet) without the password (a hint: the counting table is not authenticated)."""
+        return sqlite.peek_counts(Path(path).expanduser())
 
     # -- life cycle -------------------------------------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ import httpx
 
 from kms import __version__
 from kms.api import PendingTransaction
+from kms.bounded_json import loads_bounded
+from kms.errors import UntrustedJsonError
+from kms.http_limits import CompressedAnswerError, HttpLimits, LimitedTransport, ResponseTooLargeError
 from kms.tatum.errors import MalformedResponseError, TatumHttpError, TatumUnavailableError
 from kms.tatum.gateway import TatumGateway
 from kms.tatum.pending import Rejected, parse_pending, parse_pending_list
@@ -36,6 +39,12 @@ DEFAULT_API_URL = "https://api.tatum.io"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=60.0)
 # Upstream's KMS_CONSTANTS.SIGNATURE_IDS: the API takes at most this many signatureIds per chain and request.
 MAX_SIGNATURE_IDS = 25_000
+# Every request, retries and body included, ends within this many seconds (httpx's timeouts are per socket read).
+DEFAULT_DEADLINE = 60.0
+# Answers other than the pending list (broadcast results, look-ups, GET /v3/kms/{id}) are small.
+MAX_ANSWER_BYTES = 1024 * 1024
+# The pending list for 25,000 signatureIds: about 2.6 KB per pending transaction (TATUM_KMS_MAX_PENDING_BYTES).
+DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024
 
 # httpx logs every request URL at INFO; some Tatum URLs carry the API key in their path (web3 RPC).
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -68,8 +77,12 @@ class TatumClient:
         testnet_type: str | None = None,
         cancel: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.deadline = deadline
+        self.max_pending_bytes = max_pending_bytes
         self._api_key = api_key or ""
         self._testnet_type = testnet_type
         self.cancel = cancel or threading.Event()
@@ -91,7 +104,10 @@ class TatumClient:
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,  # proxies from the environment are applied by transport_for, never for loopback
-            transport=RetryingTransport(inner, retry or RetryPolicy(), cancel=self.cancel, redact=self.redact),
+            transport=LimitedTransport(
+                RetryingTransport(inner, retry or RetryPolicy(), cancel=self.cancel, redact=self.redact),
+                HttpLimits(MAX_ANSWER_BYTES, deadline),
+            ),
         )
 
     @property
@@ -113,13 +129,20 @@ class TatumClient:
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, operation: str, body: Any = None) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, operation: str, body: Any = None, limits: HttpLimits | None = None
+    ) -> httpx.Response:
+        extensions = limits.extensions() if limits is not None else None
         try:
             response = (
-                self.http.request(method, path, json=body) if body is not None else self.http.request(method, path)
+                self.http.request(method, path, json=body, extensions=extensions)
+                if body is not None
+                else self.http.request(method, path, extensions=extensions)
             )
         except httpx.TransportError as exc:
             raise TatumUnavailableError(operation, type(exc).__name__) from None
+        except (ResponseTooLargeError, CompressedAnswerError) as exc:
+            raise MalformedResponseError(operation, str(exc)) from None
         except httpx.HTTPError as exc:  # e.g. a body that cannot be decoded: a bad answer, not a crash
             raise MalformedResponseError(operation, type(exc).__name__) from None
         if not response.is_success:
@@ -127,11 +150,11 @@ class TatumClient:
         return response
 
     @staticmethod
-    def _json(response: httpx.Response, operation: str) -> Any:
+    def _json(response: httpx.Response, operation: str, max_bytes: int = MAX_ANSWER_BYTES) -> Any:
         try:
-            return json.loads(response.content)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise MalformedResponseError(operation, "not JSON") from None
+            return loads_bounded(response.content, max_bytes=max_bytes)
+        except UntrustedJsonError as exc:
+            raise MalformedResponseError(operation, str(exc)) from None
 
     # -- endpoints --------------------------------------------------------------------------------------------------
 
@@ -142,9 +165,12 @@ class TatumClient:
         operation = f"POST /v3/kms/pending/{code}"
         if len(signature_ids) > MAX_SIGNATURE_IDS:
             raise ValueError(f"more than {MAX_SIGNATURE_IDS} signatureIds for one request")
-        response = self._send("POST", f"/v3/kms/pending/{code}", operation, {"signatureIds": list(signature_ids)})
+        limits = HttpLimits(self.max_pending_bytes, self.deadline)
+        response = self._send(
+            "POST", f"/v3/kms/pending/{code}", operation, {"signatureIds": list(signature_ids)}, limits
+        )
         self.versions.observe(response.headers.get(LATEST_VERSION_HEADER))
-        body = self._json(response, operation)
+        body = self._json(response, operation, self.max_pending_bytes)
         try:
             transactions, rejected = parse_pending_list(body, code)
         except ValueError as exc:

@@ -14,7 +14,6 @@ behind it, and to the few third-party nodes upstream calls directly.
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -23,7 +22,9 @@ from urllib.parse import quote
 import httpx
 from tenacity import RetryError
 
-from kms.errors import TatumApiError
+from kms.bounded_json import loads_bounded
+from kms.errors import TatumApiError, UntrustedJsonError
+from kms.http_limits import CompressedAnswerError, ResponseTooLargeError
 from kms.retry import RetryPolicy, retry_after_seconds
 from kms.tatum.version import CLIENT_VERSION
 
@@ -141,6 +142,8 @@ class TatumGateway:
                 content = self._read_capped(response, what)
             finally:
                 response.close()
+        except (ResponseTooLargeError, CompressedAnswerError) as exc:
+            raise TatumApiError(f"{what}: {exc}") from None
         except httpx.TimeoutException:
             raise _Transient("the Tatum API timed out") from None
         except httpx.TransportError as exc:
@@ -153,9 +156,9 @@ class TatumGateway:
         if status >= 400:
             raise TatumApiError(f"{what}: the Tatum API refused the request (HTTP {status})")
         try:
-            return json.loads(content)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise TatumApiError(f"{what}: the Tatum API answered with something that is not JSON") from None
+            return loads_bounded(content, max_bytes=self._max_answer_bytes, what=what)
+        except UntrustedJsonError as exc:
+            raise TatumApiError(f"the Tatum API's answer: {exc}") from None
 
     def _read_capped(self, response: httpx.Response, what: str) -> bytes:
         chunks: list[bytes] = []

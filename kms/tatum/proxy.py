@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from kms.http_limits import deadline_aware_transport
+
 
 def _loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
@@ -29,6 +31,7 @@ def proxy_for(url: str) -> str | None:
 
 
 def transport_for(url: str, limits: httpx.Limits) -> httpx.HTTPTransport:
-    """An httpx transport for requests to ``url``'s host, through the proxy the environment names for it."""
+    """An httpx transport for requests to ``url``'s host, through the proxy the environment names for it; its socket
+    operations end by the request's total deadline (kms.http_limits)."""
     proxy = proxy_for(url)
-    return httpx.HTTPTransport(limits=limits, proxy=httpx.Proxy(proxy) if proxy else None)
+    return deadline_aware_transport(limits, httpx.Proxy(proxy) if proxy else None)

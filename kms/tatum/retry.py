@@ -20,9 +20,12 @@ import httpx
 from tenacity import RetryCallState
 
 from kms import retry
+from kms.http_limits import cap_body, remaining
 from kms.retry import retry_after_seconds
 
 log = logging.getLogger("kms.tatum")
+# A "try again later" answer is read (for the error message) only this far.
+ERROR_BODY_CAP = 64 * 1024
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 
@@ -56,6 +59,12 @@ def _asked_wait(error: BaseException) -> float | None:
     return retry_after_seconds(error.response) if isinstance(error, _RetryableStatus) else None
 
 
+def _deadline_passed() -> bool:
+    """The request's total deadline (kms.http_limits) is spent: no further attempt."""
+    left = remaining()
+    return left is not None and left <= 0
+
+
 def _retryable_transport_error(exc: httpx.TransportError) -> bool:
     # Protocol misuse on our side and unsupported schemes will not get better by trying again.
     return not isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.ProxyError)
@@ -79,7 +88,8 @@ class RetryingTransport(httpx.BaseTransport):
         self._redact = redact
 
     def _sleep(self, seconds: float) -> None:
-        self._cancel.wait(seconds)
+        left = remaining()  # the request's total deadline (kms.http_limits) cuts the wait short too
+        self._cancel.wait(seconds if left is None else max(0.0, min(seconds, left)))
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -103,6 +113,7 @@ class RetryingTransport(httpx.BaseTransport):
                 raise _Retryable(exc) from exc
             raise
         if response.status_code in RETRY_STATUSES:
+            cap_body(response, ERROR_BODY_CAP, request)
             response.read()
             response.close()
             raise _RetryableStatus(response)
@@ -114,6 +125,7 @@ class RetryingTransport(httpx.BaseTransport):
             sleep=self._sleep,
             retry_after=_asked_wait,
             cancel=self._cancel,
+            give_up=_deadline_passed,
             before_sleep=self._before_sleep,
             reraise=True,
         )
