@@ -163,8 +163,7 @@ class Daemon:
         self.journal = Journal(store)
         self.last_cycle_end: float | None = None
         self.last_cycle_reached_api = False
-        self._polls_answered = 0
-        self._polls_failed = 0
+        self._polls_answered = self._polls_failed = 0
         self.last_report: CycleReport | None = None
         self._tx_pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="kms-tx")
         self._dispatcher = Dispatcher(
