@@ -158,11 +158,12 @@ class InFlight:
         return done
 
     def drop_finished(self, journal: SigningJournal) -> None:
-        """Forget suspects the journal shows finished (killed after the broadcast; the API will not hand them out
-        again, so they would otherwise keep a marker for ever)."""
+        """Forget suspects the journal shows signed already: the process died after their parsing and signing (a
+        `kill -9` mid-broadcast, most likely), and what is left for them is re-sending journaled bytes, which parses
+        nothing the Tatum API sent for them. Without this, every id in flight at a plain kill would run alone."""
         for pending_id in sorted(self.suspects):
             entry = journal.lookup(pending_id)
-            if entry is not None and entry.state in (JournalState.BROADCAST, JournalState.COMPLETED):
+            if entry is not None and entry.payload is not None:
                 with self._lock:
                     self.suspects.discard(pending_id)
                 self._path(pending_id).unlink(missing_ok=True)
