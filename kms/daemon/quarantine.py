@@ -4,8 +4,8 @@ A Python exception inside signing is a per-transaction failure already; this is 
 SIGSEGV in a C extension, a stack overflow, the OOM killer. Before a pending id is parsed or signed, a small marker
 file for it is written and fsynced into a directory of its own (one file per id: no shared file to rewrite, no
 database write on the hot path, and it works the same on a shared PostgreSQL store because the markers are this
-host's). The marker is removed when the id's processing ends, however it ends. So a marker found at start means the
-process died while that id was in flight.
+host's; replicas sharing a directory leave each other's live markers alone). The marker is removed when the id's
+processing ends, however it ends. So a marker found at start means the process died while that id was in flight.
 
 One death proves little (``kill -9``, a host restart, the OOM killer hit whatever was running), so an id found in
 flight once becomes a *suspect*: it is processed again, but alone (no other transaction runs while it does). If the
@@ -67,6 +67,20 @@ class Marker:
     chain: str
     boot: str
     alone: bool
+    pid: int = 0
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process other than this one (a sibling replica sharing the marker directory)."""
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class NotAloneYet(KmsError):
@@ -131,6 +145,8 @@ class InFlight:
     def _scan(self) -> None:
         for path in sorted(self.directory.glob("*.inflight")):
             marker = _read_marker(path)
+            if marker is not None and marker.boot == self._boot and _alive(marker.pid):
+                continue  # a sibling replica's, in flight right now
             if marker is None or marker.boot != self._boot or not _journal_id(marker.pending_id):
                 # Unreadable, or from before a reboot: no evidence against the id. An id the journal cannot hold is
                 # refused by the journal look-up before anything is parsed or signed anyway.
@@ -175,7 +191,13 @@ class InFlight:
         self._solo.acquire(solo)
         with self._lock:
             self._held[pending.id] = solo
-        marker = {"pendingId": pending.id, "chain": pending.chain, "boot": self._boot, "alone": solo}
+        marker = {
+            "pendingId": pending.id,
+            "chain": pending.chain,
+            "boot": self._boot,
+            "alone": solo,
+            "pid": os.getpid(),
+        }
         try:
             _write_durably(self._path(pending.id), json.dumps(marker).encode())
         except OSError as exc:
@@ -237,7 +259,11 @@ def _read_marker(path: Path) -> Marker | None:
     try:
         raw = path.read_bytes()[:_MAX_MARKER_BYTES]
         data = json.loads(raw)
-        return Marker(str(data["pendingId"]), str(data["chain"]), str(data["boot"]), bool(data["alone"]))
+        pid = data.get("pid")
+        return Marker(
+            str(data["pendingId"]), str(data["chain"]), str(data["boot"]), bool(data["alone"]),
+            pid if isinstance(pid, int) else 0,
+        )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
