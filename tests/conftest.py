@@ -38,6 +38,8 @@ SLOW_MODULES = frozenset(
         "tests/daemon/test_daemon.py",
         "tests/daemon/test_daemon_pipeline.py",
         "tests/daemon/test_daemon_replicas.py",
+        "tests/daemon/test_daemon_quarantine.py",
+        "tests/daemon/test_daemon_approvals.py",
         "tests/daemon/test_logs.py",
         "tests/seal/test_seal_processes.py",
         "tests/seal/test_daemon_seal.py",

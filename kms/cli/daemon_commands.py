@@ -81,6 +81,39 @@ def register(command: CommandFactory) -> None:
     own = {"kebab_first": True}
     _flag(
         p,
+        "approval",
+        None,
+        type=str.lower,
+        choices=("v1", "v2"),
+        default=DEFAULTS.approval,
+        help=f"v1: upstream's four-eye check (--externalUrl); v2: signed requests and answers bound to the payload "
+        f"digest (--approval-url, --approver-key); default {DEFAULTS.approval}",
+    )
+    _flag(
+        p,
+        "approvalUrl",
+        "approval-url",
+        **own,
+        metavar="URL",
+        help="approval v2 approver (else TATUM_KMS_APPROVAL_URL)",
+    )
+    _flag(
+        p,
+        "approverKey",
+        "approver-key",
+        **own,
+        metavar="PEM",
+        help="approval v2: the approver's public key to pin (PEM file; else TATUM_KMS_APPROVER_PUBLIC_KEY)",
+    )
+    _flag(
+        p,
+        "policy",
+        None,
+        metavar="FILE",
+        help="local policy (TOML) checked before any approval and signature; SIGHUP reloads it (audited)",
+    )
+    _flag(
+        p,
         "maxInFlight",
         "max-in-flight",
         **own,

@@ -17,19 +17,23 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import nullcontext
 from typing import Any, Protocol
 
 from kms.api import NodeGateway, PendingTransaction
 from kms.chains import get_chain
 from kms.chains.base import Chain, LazySigner, configured_signer
+from kms.daemon.approvals import Approvals
+from kms.daemon.deadline import abandon_late, cycle_left, past_deadline
 from kms.daemon.four_eye import FourEye, Verdict
 from kms.daemon.journal import Entry, Journal, JournalStore, State
 from kms.daemon.keys import WalletSource, resolve_keys, wipe_all
+from kms.daemon.maintenance import Maintenance
 from kms.daemon.model import CycleReport, DaemonConfig, Outcome
 from kms.daemon.nonces import SenderNonces
 from kms.daemon.pipeline import Dispatcher, Kind, Limits, SenderKey, SenderLane, lanes_of
+from kms.daemon.quarantine import InFlight, NoInFlight, NotAloneYet
 from kms.errors import ClaimLostError, JournalConflictError, KmsError, TatumApiError
 from kms.keys import KeyHandle
 from kms.logs import transaction_logger
@@ -128,6 +132,9 @@ class Daemon:
         seal: SealState | None = None,
         replica: Replica | None = None,
         signer_settings: Mapping[str, str] | None = None,
+        inflight: InFlight | None = None,
+        maintenance: Maintenance | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         if config.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -147,13 +154,15 @@ class Daemon:
         self.signer_settings = signer_settings
         """The settings chain signers take (``kms.chains.base.SignerSettings``); None: each signer's defaults."""
         self._signers: dict[int, Signer | None] = {}
+        self.inflight: InFlight | NoInFlight = inflight or NoInFlight()
+        self.maintenance = maintenance or Maintenance(store, client, self.inflight)
+        self.approvals = approvals or Approvals(None, store)  # local policy and approval v2 (kms.daemon.approvals)
         self.cycle_lock = threading.Lock()
         """Held for the length of a cycle; sealing takes it so the keys are never dropped under a running cycle."""
         self.journal = Journal(store)
         self.last_cycle_end: float | None = None
         self.last_cycle_reached_api = False
-        self._polls_answered = 0
-        self._polls_failed = 0
+        self._polls_answered = self._polls_failed = 0
         self.last_report: CycleReport | None = None
         self._tx_pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="kms-tx")
         self._dispatcher = Dispatcher(
@@ -195,6 +204,8 @@ class Daemon:
                 if self.seal is not None and self.seal.sealed:
                     continue
                 try:
+                    self.maintenance.before_cycle()  # start-up work first; a failure there runs no cycle
+                    self.approvals.before_cycle(lambda r: self._write_audit(r, logging.LoggerAdapter(log, {})))
                     self.last_report = self.run_cycle()
                 except Exception as exc:  # the loop must survive anything one cycle throws
                     log.error("cycle failed (%s); continuing", type(exc).__name__)
@@ -210,13 +221,16 @@ class Daemon:
         self._update_wallet_gauge()
         with self._lock:
             self._polls_answered = self._polls_failed = 0
+        report.deadline = started + self.config.cycle_deadline
         polls = [self._poll_pool.submit(self._poll_chain, code, report) for code in self.config.chains]
         work: list[Future[object]] = []
-        for done in as_completed(polls):
-            lanes = lanes_of(done.result(), self._kind_of, self._sender_nonces)
-            work += self._dispatcher.dispatch(lanes, lambda lane, unit: self._process_unit(lane, unit, report))
-        for future in work:
-            future.result()
+        try:
+            for done in as_completed(polls, timeout=cycle_left(report)):
+                lanes = lanes_of(done.result(), self._kind_of, self._sender_nonces)
+                work += self._dispatcher.dispatch(lanes, lambda lane, unit: self._process_unit(lane, unit, report))
+        except TimeoutError:
+            log.warning("cycle deadline: a chain's poll did not finish; its transactions wait for a later cycle")
+        abandon_late(report, wait(work, timeout=cycle_left(report)).not_done, self.metrics)
         self._report_errors(report)
         report.seconds = time.monotonic() - started
         self.metrics.observe_cycle(report.seconds)
@@ -343,6 +357,8 @@ class Daemon:
         if wanted is not None and pending.id not in wanted:
             log.info("Tx processing skipped: %s. Expected one of: %s", pending.id, ", ".join(sorted(wanted)))
             return Outcome.SKIPPED
+        if past_deadline(report):  # started after the cycle's deadline: left for the next cycle, untouched
+            return Outcome.SKIPPED
         with self._lock:
             if pending.id in self._inflight or pending.id in self._refused_this_run:
                 return Outcome.SKIPPED
@@ -353,8 +369,9 @@ class Daemon:
         trail = _Trail(pending)
         outcome = Outcome.FAILED
         try:
+            self.inflight.enter(pending)  # durably marked in flight first (kms.daemon.quarantine)
             outcome = self._process(pending, report, txlog, trail, lane)
-        except ClaimLostError as exc:  # another replica has it now; it sends the journaled bytes if any
+        except (ClaimLostError, NotAloneYet) as exc:  # another replica has it / a crash suspect runs alone: later
             txlog.warning("%s", exc)
             outcome = Outcome.SKIPPED
         except _Held as exc:
@@ -378,6 +395,7 @@ class Daemon:
                 msg = f"internal error ({type(exc).__name__}) after signing; the journaled transaction is sent again"
             self._fail(pending, report, txlog, trail, "internal", msg)
         finally:
+            self.inflight.leave(pending.id)
             with self._lock:
                 self._inflight.discard(pending.id)
             if self.replica is not None:
@@ -408,6 +426,9 @@ class Daemon:
             return Outcome.SKIPPED
         if entry.state is State.NEW and chain.signer is None:
             raise _Failure("unsupported", _unsupported(chain))
+        intent, stopped = self.approvals.screen(pending, entry.state, report, trail.record)  # policy, before all
+        if stopped is not None:
+            return stopped
         if self.four_eye is not None and not self._approved(pending, report, txlog, entry.state, trail):
             refused = trail.record["fourEye"]["verdict"] == Verdict.REFUSED.value  # type: ignore[index]
             return Outcome.REFUSED if refused else Outcome.UNAVAILABLE
@@ -420,6 +441,11 @@ class Daemon:
         payload_sha256 = hashlib.sha256(signed.payload.encode()).hexdigest()
         trail.record["payloadSha256"] = payload_sha256
         trail.record["outcome"] = "signed" if outcome is Outcome.BROADCAST else "rebroadcast"
+        newly_signed = outcome is Outcome.BROADCAST  # approval v2 of exactly the journaled bytes, before any send
+        if landed_id is None and (
+            stopped := self.approvals.approve(pending, intent, payload_sha256, newly_signed, report, trail.record)
+        ):
+            return stopped
         # Nothing leaves kms without its decision on record (fail closed).
         if self._audit_broken:
             raise _Failure("audit", "the audit log cannot be written; nothing is broadcast until it is fixed")

@@ -30,7 +30,12 @@ class DaemonDefaults:
     four_eye_timeout: float = 10.0
     """TATUM_KMS_EXTERNAL_URL_TIMEOUT, seconds."""
     shutdown_timeout: float = 20.0
+    cycle_deadline: float = 60.0
+    """TATUM_KMS_CYCLE_DEADLINE, seconds: a cycle stops waiting for its transactions then (they go on in the
+    background, each bounded by its own request deadlines; what did not start waits for the next cycle)."""
     metrics_address: str = "127.0.0.1"
+    approval: str = "v1"
+    """--approval: v1 is upstream's four-eye check (--externalUrl); v2 the signed protocol (kms.approval.v2)."""
     log_format: str = "text"
     log_level: str = "INFO"
     """TATUM_KMS_LOG_LEVEL (TATUM_KMS_DEBUG_MODE=1 means DEBUG)."""
@@ -52,6 +57,7 @@ class DaemonConfig:
     """runOnce only: poll with these signatureIds (sent to every chain, as upstream) instead of the store's."""
     transaction_ids: frozenset[str] | None = None
     """runOnce only: process only these pending ids."""
+    cycle_deadline: float = DEFAULTS.cycle_deadline
 
 
 class Outcome(enum.Enum):
@@ -72,6 +78,9 @@ class CycleReport:
     errors: list[dict[str, str]] = field(default_factory=list)
     chain_errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    deadline: float | None = None
+    """time.monotonic() after which no further transaction of this cycle is started."""
+    abandoned: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, outcome: Outcome) -> None:
@@ -92,6 +101,7 @@ class CycleReport:
             "pending": self.pending,
             **{o.value: self.outcomes.get(o, 0) for o in Outcome},
             "reported": len(self.errors),
+            "abandoned": self.abandoned,
             "chainErrors": dict(self.chain_errors),
             "seconds": round(self.seconds, 3),
         }

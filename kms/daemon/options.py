@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,6 +41,14 @@ class DaemonOptions:
     """The settings chain signers take (TATUM_KMS_VET_NODE_URL, TATUM_KMS_FLOW_NODE_URL), checked here."""
     max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
     """TATUM_KMS_MAX_PENDING_BYTES: the cap on one pending-list answer (sized for 25,000 ids)."""
+    approval: str = DEFAULTS.approval
+    """--approval v1|v2."""
+    approval_url: str | None = None
+    """--approval-url (else TATUM_KMS_APPROVAL_URL), for v2."""
+    approver_key: str | None = None
+    """--approver-key: the approver's pinned public key (PEM file or text), for v2."""
+    policy: Path | None = None
+    """--policy FILE: the local policy (TOML)."""
 
 
 def _number(value: object, flag: str, minimum: float, maximum: float | None = None) -> float:
@@ -178,11 +186,18 @@ def _daemon_config(args: object, testnet: bool, settings: Mapping[str, str] | No
     )
 
 
+def _approval(args: object) -> str:
+    approval = str(getattr(args, "approval", None) or DEFAULTS.approval).lower()
+    if approval not in ("v1", "v2"):
+        raise UsageError("--approval must be v1 or v2")
+    return approval
+
+
 def _external_url(args: object, testnet: bool) -> tuple[str | None, str]:
     url = getattr(args, "externalUrl", None) or None
-    if not testnet and not url:
-        # Upstream (meow isRequired): the four-eye server is mandatory on mainnet.
-        raise UsageError("--externalUrl is required in daemon mode on mainnet (without --testnet)")
+    if not testnet and not url and _approval(args) == "v1":
+        # Upstream (meow isRequired): the four-eye server is mandatory on mainnet (unless approval v2 replaces it).
+        raise UsageError("--externalUrl is required in daemon mode on mainnet (without --testnet), or --approval v2")
     method = str(getattr(args, "externalUrlMethod", None) or DEFAULTS.external_url_method).upper()
     if method not in ("GET", "POST"):
         raise UsageError("--externalUrlMethod must be GET or POST")
@@ -213,6 +228,8 @@ def options_from_args(args: object, settings: Mapping[str, str]) -> DaemonOption
     testnet = bool(getattr(args, "testnet", False))
     external_url, method = _external_url(args, testnet)
     config = _daemon_config(args, testnet, settings)
+    deadline = settings.get("TATUM_KMS_CYCLE_DEADLINE") or DEFAULTS.cycle_deadline
+    config = replace(config, cycle_deadline=_number(deadline, "TATUM_KMS_CYCLE_DEADLINE", 1))
     four_eye_timeout = settings.get("TATUM_KMS_EXTERNAL_URL_TIMEOUT") or DEFAULTS.four_eye_timeout
     shutdown_timeout = getattr(args, "shutdownTimeout", None) or DEFAULTS.shutdown_timeout
     return DaemonOptions(
@@ -239,4 +256,8 @@ def options_from_args(args: object, settings: Mapping[str, str]) -> DaemonOption
                 64 * 1024,
             )
         ),
+        approval=_approval(args),
+        approval_url=getattr(args, "approvalUrl", None) or None,
+        approver_key=getattr(args, "approverKey", None) or None,
+        policy=Path(args.policy).expanduser() if getattr(args, "policy", None) else None,  # type: ignore[attr-defined]
     )

@@ -5,21 +5,28 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backends import PasswordProvider
 from kms import session
+from kms.daemon.approvals import Approvals
 from kms.daemon.four_eye import FourEye
 from kms.daemon.loop import AuditSink, Daemon
+from kms.daemon.maintenance import Maintenance
 from kms.daemon.options import DaemonOptions, options_from_args
+from kms.daemon.quarantine import InFlight, inflight_directory
 from kms.daemon.replication import Replication, exclusive_lock, lease_from
 from kms.daemon.shutdown import Shutdown
+from kms.errors import UsageError
 from kms.metrics import DaemonMetrics, Metrics, NullMetrics
 from kms.seal.control import SealControl, StoreSlot
+from kms.store.journal import retention_days
 from kms.tatum.client import TatumClient
 
 log = logging.getLogger("kms.daemon")
@@ -137,6 +144,7 @@ def _build_daemon(running: _Run) -> Daemon:
             max_connections=config.concurrency + 4,
         )
         stack.callback(four_eye.close)
+    inflight = InFlight(inflight_directory(running.settings, _store_file(running.control.path)))
     daemon = Daemon(
         config,
         running.slot,
@@ -149,12 +157,60 @@ def _build_daemon(running: _Run) -> Daemon:
         seal=running.control,
         replica=running.replica,
         signer_settings=options.signer_settings,
-    )
+        inflight=inflight,
+        approvals=_approvals(running),
+        maintenance=Maintenance(
+            running.slot, client, inflight, retention_days=retention_days(running.settings),
+            audit_path=Path(options.audit_log).expanduser() if options.audit_log else None,
+        ),
+    )  # fmt: skip
     if running.replica is not None:
         running.replica.start()
         stack.callback(running.replica.stop)
     running.control.bind_cycle_lock(lambda: daemon.cycle_lock)
     return daemon
+
+
+def _approvals(running: _Run) -> Approvals:
+    """The local policy and approval v2 (kms.approval.gate), or none of them (upstream's mode). SIGHUP reloads the
+    policy before the next cycle (audited, with old and new hash)."""
+    options = running.options
+    if options.approval == "v1" and options.policy is None:
+        return Approvals(None, running.slot)
+    from kms.approval.gate import ApprovalGate
+
+    gate = ApprovalGate.from_options(
+        running.settings, testnet=options.config.testnet, approval=options.approval, policy_path=options.policy,
+        store_path=_store_file(running.control.path), approval_url=options.approval_url,
+        approver_key=options.approver_key,
+    )  # fmt: skip
+    running.stack.callback(gate.close)
+    if gate.policy is not None and gate.policy.ledger is None and _has_daily_limits(gate.policy.policy):
+        raise UsageError("--policy has 24-hour limits, which need a store file (no velocity ledger on this store)")
+    metric = None
+    registry = getattr(running.metrics, "registry", None)
+    if gate.policy is not None and registry is not None:
+        from kms.metrics import PolicyInfo
+
+        metric = PolicyInfo(registry)
+    approvals = Approvals(gate, running.slot, metric)
+    previous = signal.signal(signal.SIGHUP, lambda *_: approvals.request_reload())
+    running.stack.callback(signal.signal, signal.SIGHUP, previous)
+    return approvals
+
+
+def _has_daily_limits(policy: Any) -> bool:
+    return any(
+        rules.daily_count is not None or any(a.daily_amount is not None for a in rules.assets.values())
+        for rules in policy.chains.values()
+    )
+
+
+def _store_file(location: object) -> Path | None:
+    if isinstance(location, Path):
+        return location
+    path = getattr(location, "path", None)
+    return path if isinstance(path, Path) else None
 
 
 def _start_gate(running: _Run, sealed_start: bool) -> None:
@@ -213,12 +269,14 @@ def _run_until_stopped(running: _Run, daemon: Daemon) -> None:
 def _announce(options: DaemonOptions) -> None:
     config = options.config
     log.info(
-        "kms daemon: %s, chains %s, period %gs, concurrency %d, four-eye %s, Tatum API %s%s",
+        "kms daemon: %s, chains %s, period %gs, concurrency %d, four-eye %s, approval %s, policy %s, Tatum API %s%s",
         "testnet" if config.testnet else "mainnet",
         ",".join(config.chains),
         config.period,
         config.concurrency,
         f"{options.external_url_method} {options.external_url}" if options.external_url else "off",
+        options.approval,
+        options.policy or "none",
         options.api_url,
         ", run once" if config.run_once else "",
     )

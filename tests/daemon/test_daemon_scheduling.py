@@ -125,9 +125,9 @@ def test_the_allocator_looks_up_once_skips_held_nonces_and_gives_back_unused_one
 
 
 def test_a_gap_is_counted_once_and_reported(
-    store: WalletStore,  # noqa: F811
+    store: WalletStore,
     client: TatumClient,  # noqa: F811
-    admin: SandboxAdmin,  # noqa: F811
+    admin: SandboxAdmin,
 ) -> None:
     key_id = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
     no_nonce = json.dumps({k: v for k, v in json.loads(eth_tx()).items() if k != "nonce"})
@@ -152,7 +152,7 @@ def test_a_gap_is_counted_once_and_reported(
 
 
 def test_group_commit_writes_many_workers_in_few_transactions_each_with_its_own_outcome(
-    store: WalletStore,  # noqa: F811
+    store: WalletStore,
 ) -> None:
     store.journal.put("taken", "ETH", "0xold")
     transactions: list[int] = []
