@@ -4,7 +4,7 @@ Labels are only chain codes and error kinds (and the fixed sets of four-eye verd
 against a strict shape and capped in number, so that no signatureId, address, pending id or secret can ever become a
 label value (anything else is counted as "other").
 
-The shipped alerts and dashboard (ops/monitoring/) read these families; tests/test_monitoring.py checks that every
+The shipped alerts and dashboard (ops/monitoring/) read these families; tests/ops/test_monitoring.py checks that every
 name they use is exported here.
 """
 

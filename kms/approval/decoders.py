@@ -13,7 +13,7 @@ How a new chain plugs in (TRON, SOL, XLM, XRP, ALGO, EGLD, VET, FLOW, ...):
    understand returns ``unknown_intent(...)`` with the reason; a parser's ``SigningError`` becomes one too.
 2. Register it below in ``_FAMILIES``: ``Family("tron", "kms.signing.tron:TronSigner", "kms.approval.tron_intent")``.
    The signer class is the family marker, so every chain signed by that class is decoded by it.
-3. Add a vector test (tests/test_approval_intent.py): the decoded destination and amount equal the vector's.
+3. Add a vector test (tests/approval/test_approval_intent.py): the decoded destination and amount equal the vector's.
 
 When the Chain protocol gains the capability (``intent_family`` with a ``None`` default in ``ChainDefaults``), the
 chain declares its family there and ``family_of`` reads it instead of the signer class; decoders stay as they are.
