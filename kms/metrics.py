@@ -30,7 +30,7 @@ MAX_KINDS = 32
 CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 FOUR_EYE_VERDICTS = ("approved", "refused", "unavailable")
-JOURNAL_STATES = ("signed", "broadcast", "refused")
+JOURNAL_STATES = ("signed", "broadcast", "completed", "failed", "refused", "poisoned", "held")
 
 METRIC_NAMES: tuple[str, ...] = (
     "kms_up",

@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 
 from kms.cli import output
+from kms.cli.progress import Progress
 from kms.cli.session import load_settings, password_provider
 from kms.session import insecure_test_kdf
 from kms.store import WalletStore
@@ -40,7 +41,9 @@ def store(args: argparse.Namespace) -> int:
     with password_provider(args, settings).fetch() as password:
         opened = WalletStore.open(source, password, allow_weak_kdf=insecure_test_kdf())
     with opened:
-        report = copy_store(opened, target)
+        total = sum(opened.counts().values())
+        with Progress("store copy", total) as progress, progress.step(f"copying and verifying {total} wallets"):
+            report = copy_store(opened, target)
     output.emit(
         {"copied": report.wallets, "journalEntries": report.journal, "from": report.source, "to": report.target}
     )

@@ -251,6 +251,10 @@ class Daemon:
             {chain: n for (chain, testnet), n in counts.items() if testnet == self.config.testnet}
         )
         self._announce_polled(counts)
+        try:
+            self.metrics.set_journal_counts(self.store.journal.counts())
+        except KmsError:
+            pass  # the gauge keeps its last value; the store's own error surfaces where it matters
 
     def _announce_polled(self, counts: Mapping[tuple[str, bool], int]) -> None:
         """Say which chains are actually polled (those with wallets), at the first cycle (so once unsealed) and
@@ -522,7 +526,9 @@ class Daemon:
         trail: _Trail,
     ) -> bool:
         assert self.four_eye is not None
+        started = time.monotonic()
         decision = self.four_eye.check(pending)
+        self.metrics.four_eye_checked(decision.verdict.value, time.monotonic() - started)
         trail.record["fourEye"] = {"verdict": decision.verdict.value, "status": decision.status}
         if decision.approved:
             return True
@@ -722,6 +728,7 @@ class Daemon:
         except Exception as exc:
             txlog.error("audit log could not be written (%s); signing stops until the daemon is restarted", exc)
             self.metrics.error("audit", str(record.get("chain", "none")))
+            self.metrics.audit_write_failed()
             self._audit_broken = True
 
     # -- reporting --------------------------------------------------------------------------------------------------

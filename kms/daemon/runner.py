@@ -133,6 +133,7 @@ def _build_daemon(running: _Run) -> Daemon:
         testnet_type=options.testnet_type,
         cancel=running.shutdown.hard,
         max_pending_bytes=options.max_pending_bytes,
+        observer=running.metrics,
     )
     stack.callback(client.close)
     four_eye = None

@@ -252,12 +252,19 @@ class SigningJournal:
         journaled for ``chain`` and not known to be settled (signed or broadcast): the daemon never hands one of
         them to another pending transaction."""
         with self._db.reading() as conn:
+            sender_of, nonce_of = conn.json_text("meta", "from"), conn.json_int("meta", "nonce")
             rows = conn.execute(
-                "SELECT json_extract(meta, '$.nonce') FROM journal WHERE chain = ? AND state IN (?, ?)"
-                " AND meta IS NOT NULL AND json_extract(meta, '$.from') = ? AND json_extract(meta, '$.nonce') >= ?",
+                f"SELECT {nonce_of} FROM journal WHERE chain = ? AND state IN (?, ?)"  # noqa: S608 - backend's own SQL
+                f" AND meta IS NOT NULL AND {sender_of} = ? AND {nonce_of} >= ?",
                 (chain.strip().upper(), S.SIGNED.value, S.BROADCAST.value, sender.lower(), at_least),
             ).fetchall()
         return {int(row[0]) for row in rows if isinstance(row[0], int)}
+
+    def counts(self) -> dict[str, int]:
+        """Entries per state (the ``kms_journal_entries`` gauge)."""
+        with self._db.reading() as conn:
+            rows = conn.execute("SELECT state, COUNT(*) FROM journal GROUP BY state").fetchall()
+        return {str(state): int(count) for state, count in rows}
 
     def was_released(self, pending_id: str, payload_sha256: str) -> bool:
         """Whether an operator released this id while it held this payload (so the audit log's record of that

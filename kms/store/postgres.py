@@ -244,6 +244,17 @@ class PostgresConnection:
             return False
         return bool(conn.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE)
 
+    def json_text(self, column: str, key: str) -> str:
+        return f"({column}::jsonb ->> '{key}')"
+
+    def json_int(self, column: str, key: str) -> str:
+        # Only integral JSON numbers count (a nonce is one); anything else is NULL rather than a cast error. No question
+        # mark in here: the placeholder translation would take it for one.
+        return (
+            f"(CASE WHEN jsonb_typeof({column}::jsonb -> '{key}') = 'number' "
+            f"AND ({column}::jsonb ->> '{key}') ~ '^-*[0-9]+$' THEN ({column}::jsonb ->> '{key}')::bigint END)"
+        )
+
     def schema_version(self) -> int:
         row = self.execute("SELECT version FROM kms_schema WHERE id = 1").fetchone()
         return 0 if row is None else int(row[0])

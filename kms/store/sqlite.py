@@ -231,6 +231,12 @@ class SqliteConnection:
     def in_transaction(self) -> bool:
         return self._conn.in_transaction
 
+    def json_text(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{key}')"
+
+    def json_int(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{key}')"
+
     def schema_version(self) -> int:
         return int(self.execute("PRAGMA user_version").fetchone()[0])
 

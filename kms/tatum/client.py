@@ -14,9 +14,10 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -62,8 +63,30 @@ class BroadcastResult:
     body: Mapping[str, Any]
 
 
+class RequestObserver(Protocol):
+    """Told about every Tatum API request (the daemon's metrics): ``operation`` is a fixed word (``operation_of``)."""
+
+    def tatum_request(self, operation: str, seconds: float) -> None: ...
+
+    def tatum_retry(self, operation: str) -> None: ...
+
+
+def operation_of(method: str, path: str) -> str:
+    """The fixed word a request is counted under: pending, broadcast, report, lookup, delete or node."""
+    if path.startswith("/v3/kms/pending/"):
+        return "pending"
+    if path.endswith("/broadcast"):
+        return "broadcast"
+    if path.startswith("/v3/tatum/kms/batch"):
+        return "report"
+    if path.startswith("/v3/kms/"):
+        return "delete" if method == "DELETE" else "lookup"
+    return "node"
+
+
 class TatumClient:
-    """Thread-safe; share one per process. ``cancel`` stops retries (shutdown deadline)."""
+    """Thread-safe; share one per process. ``cancel`` stops retries (shutdown deadline); ``observer`` (the daemon's
+    metrics) is told each request's duration and each retry."""
 
     def __init__(
         self,
@@ -78,8 +101,10 @@ class TatumClient:
         transport: httpx.BaseTransport | None = None,
         deadline: float = DEFAULT_DEADLINE,
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._observer = observer
         self.deadline = deadline
         self.max_pending_bytes = max_pending_bytes
         self._api_key = api_key or ""
@@ -104,7 +129,9 @@ class TatumClient:
             follow_redirects=False,
             trust_env=False,  # proxies from the environment are applied by transport_for, never for loopback
             transport=LimitedTransport(
-                RetryingTransport(inner, retry or RetryPolicy(), cancel=self.cancel, redact=self.redact),
+                RetryingTransport(
+                    inner, retry or RetryPolicy(), cancel=self.cancel, redact=self.redact, on_retry=self._retried
+                ),
                 HttpLimits(MAX_ANSWER_BYTES, deadline),
             ),
         )
@@ -128,8 +155,22 @@ class TatumClient:
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
 
+    def _retried(self, request: httpx.Request) -> None:
+        if self._observer is not None:
+            self._observer.tatum_retry(operation_of(request.method, request.url.path))
+
     def _send(
         self, method: str, path: str, operation: str, body: Any = None, limits: HttpLimits | None = None
+    ) -> httpx.Response:
+        started = time.monotonic()
+        try:
+            return self._send_once(method, path, operation, body, limits)
+        finally:
+            if self._observer is not None:
+                self._observer.tatum_request(operation_of(method, path), time.monotonic() - started)
+
+    def _send_once(
+        self, method: str, path: str, operation: str, body: Any, limits: HttpLimits | None
     ) -> httpx.Response:
         extensions = limits.extensions() if limits is not None else None
         try:

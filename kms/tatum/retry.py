@@ -81,11 +81,13 @@ class RetryingTransport(httpx.BaseTransport):
         *,
         cancel: threading.Event | None = None,
         redact: Callable[[str], str] = lambda text: text,
+        on_retry: Callable[[httpx.Request], None] | None = None,
     ) -> None:
         self._inner = inner
         self._policy = policy
         self._cancel = cancel or threading.Event()
         self._redact = redact
+        self._on_retry = on_retry
 
     def _sleep(self, seconds: float) -> None:
         left = remaining()  # the request's total deadline (kms.http_limits) cuts the wait short too
@@ -96,6 +98,8 @@ class RetryingTransport(httpx.BaseTransport):
         request: httpx.Request | None = state.args[0] if state.args else None
         target = self._redact(f"{request.method} {request.url.path}") if request is not None else "request"
         wait = state.next_action.sleep if state.next_action else 0.0
+        if request is not None and self._on_retry is not None:
+            self._on_retry(request)
         log.warning(
             "%s failed (%s), attempt %d of %d; retrying in %.2fs",
             target,

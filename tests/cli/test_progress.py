@@ -155,3 +155,20 @@ def test_passwd_on_a_large_store_shows_progress_on_a_terminal(large_store: Path,
     assert b'"passwordChanged": true' in out
     with WalletStore.open(copy, SecretBuffer(new_password), allow_weak_kdf=True) as store:
         assert sum(store.counts().values()) == WALLETS
+
+
+def test_store_copy_of_a_large_store_shows_progress_on_a_terminal_only(large_store: Path, tmp_path: Path) -> None:
+    copies = []
+    for name, on_pty in (("tty.dat", True), ("pipe.dat", False)):
+        target = tmp_path / name
+        code, out, err = run(
+            ["store", "copy", "--from", str(large_store), "--to", str(target)], tmp_path, stderr_on_pty=on_pty
+        )
+        assert code == 0, err
+        copies.append((out.replace(name.encode(), b"X"), err))
+        with WalletStore.open(target, SecretBuffer(PASSWORD), allow_weak_kdf=True) as copied:
+            assert sum(copied.counts().values()) == WALLETS
+    (out_tty, err_tty), (out_pipe, err_pipe) = copies
+    assert f"store copy: copying and verifying {WALLETS} wallets...".encode() in err_tty
+    assert out_pipe == out_tty, "stdout is the same byte for byte (but for the target's name)"
+    assert b"store copy:" not in err_pipe and b"\r" not in err_pipe and b"\x1b" not in err_pipe

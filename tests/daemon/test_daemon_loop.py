@@ -592,3 +592,58 @@ def test_refusals_remembered_in_memory_are_bounded(
         daemon.close()
     assert second.outcomes[Outcome.SKIPPED] == 8
     assert len(admin.state()["approvals"]) == asked and sent(admin) == {}
+
+
+def test_the_alerting_metrics_are_fed_by_a_real_cycle(
+    store: WalletStore, sandbox: Sandbox, admin: SandboxAdmin
+) -> None:
+    """The series the shipped alerts and dashboard read move when the daemon works: four-eye verdicts and latency,
+    Tatum request latency and retries (through the client's observer), the journal's entries per state, and a failed
+    audit write."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = DaemonMetrics()
+    wallet = store.add("ETH", True, {"privateKey": get_chain("ETH").generate_private_key(True)["privateKey"]})
+    admin.configure(approval={"default": "approve", "ids": {"deny-1": "deny"}})
+    admin.configure(faults=[{"kind": "status", "status": 503, "times": 1, "path": "/v3/kms/pending/"}])
+    admin.enqueue([pending("ok-1", hashes=[wallet]), pending("deny-1", hashes=[wallet])])
+
+    def broken_audit(record: object) -> None:
+        raise OSError("disk full")
+
+    retry = RetryPolicy(attempts=3, initial_wait=0.01, jitter=0.01)
+    with TatumClient(sandbox.url, "key", retry=retry, observer=metrics) as client:
+        daemon = make_daemon(store, client, four_eye=FourEye(admin.url + "/approval"), metrics=metrics)
+        try:
+            daemon.run_cycle()
+        finally:
+            daemon.close()
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+            for s in family.samples
+        }
+        assert samples[("kms_four_eye_verdicts_total", (("verdict", "approved"),))] == 1
+        assert samples[("kms_four_eye_verdicts_total", (("verdict", "refused"),))] == 1
+        assert samples[("kms_four_eye_request_duration_seconds_count", ())] == 2
+        assert samples[("kms_tatum_retries_total", (("operation", "pending"),))] == 1
+        assert samples[("kms_tatum_request_duration_seconds_count", (("operation", "pending"),))] >= 1
+        assert samples[("kms_tatum_request_duration_seconds_count", (("operation", "broadcast"),))] == 1
+        assert samples[("kms_audit_write_failures_total", ())] == 0
+        admin.enqueue(pending("ok-2", hashes=[wallet]))
+        daemon = make_daemon(store, client, metrics=metrics, audit=broken_audit)
+        try:
+            daemon.run_cycle()  # the journal gauge is set at the cycle's start, from the first cycle's entries
+        finally:
+            daemon.close()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for s in family.samples
+    }
+    assert samples[("kms_journal_entries", (("state", "broadcast"),))] == 1
+    assert samples[("kms_journal_entries", (("state", "refused"),))] == 1
+    assert samples[("kms_journal_entries", (("state", "signed"),))] == 0
+    assert samples[("kms_audit_write_failures_total", ())] == 1
+    assert samples[("kms_audit_log_broken", ())] == 1

@@ -303,3 +303,22 @@ def test_resign_is_the_one_explicit_way_a_payload_is_replaced(store: WalletStore
         journal.resign("p2", "OLD", "NEW", {}, "expired")
     with pytest.raises(StoreError, match="no journal entry"):
         journal.resign("p3", "OLD", "NEW", {}, "expired")
+
+
+def test_held_nonces_and_counts_per_state(store: WalletStore) -> None:
+    """The nonces a sender's unsettled payloads hold (the daemon never hands them out again) and the entries per
+    state, read with the backend's own SQL (the file and PostgreSQL alike)."""
+    journal = store.journal
+    sender, other = "0x" + "ab" * 20, "0x" + "cd" * 20
+    journal.put("n5", "ETH", "0xaa", meta={"from": sender, "nonce": 5})
+    journal.put("n6", "ETH", "0xbb", meta={"from": sender, "nonce": 6})
+    journal.put("n7", "ETH", "0xcc", meta={"from": sender, "nonce": 7})
+    journal.put("x9", "ETH", "0xdd", meta={"from": other, "nonce": 9})
+    journal.put("odd", "ETH", "0xee", meta={"from": sender, "nonce": "8"})  # not an integer: holds nothing
+    journal.put("bsc", "BSC", "0xff", meta={"from": sender, "nonce": 4})
+    journal.mark_broadcast("n6")
+    journal.reconcile("n7", "completed")
+    assert journal.nonces_held("ETH", sender) == {5, 6}
+    assert journal.nonces_held("eth", sender, at_least=6) == {6}
+    assert journal.nonces_held("ETH", other) == {9}
+    assert journal.counts() == {"signed": 4, "broadcast": 1, "completed": 1}

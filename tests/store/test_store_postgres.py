@@ -31,6 +31,7 @@ from tests.servers.postgres import PostgresServer
 from tests.store.test_store_journal import (
     test_blocked_states_leave_only_through_release,
     test_held_ids_and_the_release_record,
+    test_held_nonces_and_counts_per_state,
     test_invalid_states_ids_meta_and_reconciliations_are_refused,
     test_poisoned_is_reported_once_and_keeps_its_first_reason,
     test_prune_deletes_only_old_finished_entries,
@@ -41,6 +42,7 @@ from tests.store.test_store_journal import (
 __all__ = [
     "test_blocked_states_leave_only_through_release",
     "test_held_ids_and_the_release_record",
+    "test_held_nonces_and_counts_per_state",
     "test_invalid_states_ids_meta_and_reconciliations_are_refused",
     "test_poisoned_is_reported_once_and_keeps_its_first_reason",
     "test_prune_deletes_only_old_finished_entries",
