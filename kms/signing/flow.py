@@ -36,6 +36,7 @@ from kms.errors import KmsError, SigningError, TatumApiError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 from kms.signing.flow_cadence import CADENCE_1_0_SET, TEMPLATE_SETS, UPSTREAM_SET
+from kms.signing.pending import plain_json
 
 EMULATOR_CHAIN_ID = "flow-emulator"
 AUTHORIZER_KEY_INDEX = 0
@@ -235,12 +236,7 @@ _TEMPLATE_TYPES = frozenset({0, 1, 2, 4, 5, 6, 7})
 def parse_flow_transaction(serialized: object, template_set: str, contracts: Mapping[str, str]) -> FlowScript:
     """The Cadence transaction a pending FLOW ``serializedTransaction`` (``{"type", "body"}``) asks for; ``contracts``
     are the network's contract addresses the templates import."""
-    if not isinstance(serialized, str) or len(serialized) > MAX_SERIALIZED_CHARS:
-        raise _fail("FLOW serializedTransaction is missing or too large")
-    try:
-        document = json.loads(serialized)
-    except (ValueError, RecursionError) as exc:
-        raise _fail("FLOW serializedTransaction is not valid JSON") from exc
+    document = plain_json(serialized, MAX_SERIALIZED_CHARS, "FLOW", "is missing or too large")
     if not isinstance(document, dict) or not isinstance(document.get("body"), dict):
         raise _fail("FLOW serializedTransaction is not an object with a 'body' object")
     tx_type, body = document.get("type"), document["body"]
