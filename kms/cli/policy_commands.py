@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from kms.cli import output
+from kms.cli.command_types import CommandFactory
 from kms.cli.session import load_settings, store_path
 from kms.errors import UsageError
-
-Handler = Callable[[argparse.Namespace], int]
-CommandFactory = Callable[[str, str, Handler], argparse.ArgumentParser]
 
 MAX_PENDING_FILE = 8 * 1024 * 1024
 
