@@ -36,7 +36,7 @@ from kms.errors import KmsError, SigningError, TatumApiError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 from kms.signing.flow_cadence import CADENCE_1_0_SET, TEMPLATE_SETS, UPSTREAM_SET
-from kms.signing.pending import plain_json
+from kms.signing.pending import plain_json, single_key
 
 EMULATOR_CHAIN_ID = "flow-emulator"
 AUTHORIZER_KEY_INDEX = 0
@@ -447,8 +447,7 @@ class FlowSigner:
     ) -> SignedTransaction:
         if pending.chain != "FLOW":
             raise _fail(f"pending transaction {pending.id!r} is not a FLOW transaction")
-        if len(keys) != 1:
-            raise _fail(f"FLOW transactions are signed with exactly one key, got {len(keys)}")
+        key = single_key("FLOW", keys)
         contracts = self.facts.contract_addresses[testnet]
         script = parse_flow_transaction(pending.serialized_transaction, self.templates, contracts)
         if gateway is None:
@@ -464,7 +463,7 @@ class FlowSigner:
             gateway.tatum_get(proposal.format(is_payer="false"), what="FLOW proposal key"), "FLOW proposal key"
         )
         try:
-            return self._sign_with(script, keys[0], proposer, payer, node, gateway)
+            return self._sign_with(script, key, proposer, payer, node, gateway)
         except BaseException:
             self._release_proposal_key(gateway, "", proposer.key_id)
             raise
