@@ -16,6 +16,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 _libc: ctypes.CDLL | None
 try:
@@ -31,7 +32,24 @@ def _address_of(buf: bytearray) -> int:
     return ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
 
 
-class SecretBuffer:
+class WipedOnExit:
+    """What holds a secret: ``with holder:`` wipes it when the block ends, however it ends."""
+
+    __slots__ = ()
+
+    def wipe(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.wipe()
+
+
+class SecretBuffer(WipedOnExit):
     """A mutable secret that can be wiped in place.
 
     Its ``repr``/``str`` never show the content. Use as a context manager, or call ``wipe()``; it also wipes itself
@@ -108,14 +126,6 @@ class SecretBuffer:
             if self._locked:
                 _munlock(self._buf, finalising=finalising)
                 self._locked = False
-
-    def __enter__(self) -> SecretBuffer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.wipe()
 
     def __del__(self) -> None:
         try:

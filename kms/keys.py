@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
 
-from kms.hygiene import SecretBuffer
+from kms.hygiene import SecretBuffer, WipedOnExit
 
 
-class KeyHandle:
+class KeyHandle(WipedOnExit):
     """One signing key for one pending transaction. ``index`` is the derivation index for mnemonic wallets."""
 
     __slots__ = ("_raw", "index", "signature_id")
@@ -39,14 +38,6 @@ class KeyHandle:
 
     def wipe(self) -> None:
         self._raw.wipe()
-
-    def __enter__(self) -> KeyHandle:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.wipe()
 
     def __repr__(self) -> str:
         return f"KeyHandle(signature_id={self.signature_id!r}, index={self.index!r}, key=<hidden>)"

@@ -1,5 +1,5 @@
 """What every test package shares: the upstream vectors and fixtures kept in ``tests/data``, a store with a
-deliberately cheap KDF, the in-process Tatum API sandbox, and the markers.
+deliberately cheap KDF, the Tatum API sandbox (in-process, or as a process for the daemon tests), and the markers.
 
 Markers: ``e2e`` (everything under ``tests/e2e``: real external programs — anvil, Litecoin Core, Prometheus) and
 ``slow`` (the modules in ``SLOW_MODULES``: real daemon, sandbox or store processes, kills and restarts). The quick
@@ -18,6 +18,7 @@ import pytest
 
 from kms.hygiene import SecretBuffer
 from kms.sandbox import Sandbox, SandboxAdmin
+from kms.sandbox.harness import SandboxProcess
 from kms.store import KdfParams, WalletStore
 from tests.servers.postgres import postgres_server, postgres_url  # noqa: F401 - session fixtures
 
@@ -102,3 +103,18 @@ def sandbox() -> Iterator[Sandbox]:
 def admin(sandbox: Sandbox) -> Iterator[SandboxAdmin]:
     with SandboxAdmin(sandbox.url) as connected:
         yield connected
+
+
+@pytest.fixture(scope="module")
+def sandbox_process() -> Iterator[SandboxProcess]:
+    """``kms sandbox`` as a real subprocess, one per test module (the daemon-as-a-process tests)."""
+    with SandboxProcess() as running:
+        yield running
+
+
+@pytest.fixture
+def process_admin(sandbox_process: SandboxProcess) -> SandboxAdmin:
+    """The admin end of ``sandbox_process``, reset for each test."""
+    assert sandbox_process.admin is not None
+    sandbox_process.admin.reset()
+    return sandbox_process.admin

@@ -46,6 +46,7 @@ from typing import Any
 from kms.api import PendingTransaction
 from kms.approval.intent import KNOWN_TYPES, NATIVE, Intent
 from kms.approval.velocity import WINDOW_SECONDS, VelocityLedger
+from kms.bounded_file import read_bounded
 from kms.daemon.four_eye import Decision, Verdict
 from kms.errors import UsageError
 
@@ -125,7 +126,7 @@ class Policy:
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
-        raw = _read(Path(path))
+        raw = read_bounded(Path(path), MAX_POLICY_BYTES, f"policy {Path(path)}")
         try:
             document = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -248,17 +249,6 @@ def _hold(rule: str, reason: str) -> PolicyDecision:
 
 
 # -- reading the file ----------------------------------------------------------------------------------------------
-
-
-def _read(path: Path) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read policy {path}: {exc.strerror}") from None
-    if len(raw) > MAX_POLICY_BYTES:
-        raise UsageError(f"policy {path} is larger than {MAX_POLICY_BYTES} bytes")
-    return raw
 
 
 def _chain_rules(code: str, table: object) -> ChainRules:

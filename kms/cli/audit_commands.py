@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 from kms.cli import output
+from kms.cli.command_types import CommandFactory
 from kms.errors import UsageError
 from kms.hygiene import SecretBuffer
 
 # kms.audit (and cryptography) is imported only when the command runs, to keep every other command's start fast.
 HMAC_KEY_SETTING = "TATUM_KMS_AUDIT_HMAC_KEY"
 HMAC_KEY_FILE_SETTING = "TATUM_KMS_AUDIT_HMAC_KEY_FILE"
-
-Handler = Callable[[argparse.Namespace], int]
-CommandFactory = Callable[[str, str, Handler], argparse.ArgumentParser]
 
 HELP = (
     "Verify an audit log: 'kms audit verify FILE' checks every record's hash chain (and HMAC, with the key from "

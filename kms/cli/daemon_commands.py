@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
+from kms.cli.command_types import CommandFactory, Handler
 from kms.daemon.model import DEFAULTS
-
-Handler = Callable[[argparse.Namespace], int]
-CommandFactory = Callable[[str, str, Handler], argparse.ArgumentParser]
 
 
 def _lazy(module: str, name: str) -> Handler:

@@ -10,14 +10,11 @@ password like any other change to the store, and it names what it released.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 from kms.cli import output
+from kms.cli.command_types import CommandFactory
 from kms.cli.session import load_settings, open_store
 from kms.store.journal import DEFAULT_RETENTION_DAYS, RETENTION_SETTING, JournalEntry, JournalState, retention_days
-
-Handler = Callable[[argparse.Namespace], int]
-CommandFactory = Callable[[str, str, Handler], argparse.ArgumentParser]
 
 HELP = (
     "The daemon's signing journal: 'kms journal list [--status S]' shows each pending id with its chain, state and "

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from kms import __version__
 from kms.cli import output
+from kms.cli.command_types import Handler
 from kms.errors import KmsError
 from kms.hygiene import harden_process
 from kms.passwords import PASSWORD_RULE
-
-Handler = Callable[[argparse.Namespace], int]
 
 DESCRIPTION = """\
 kms: a hardened key-management daemon for the Tatum API.

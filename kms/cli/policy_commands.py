@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 
+from kms.bounded_file import read_bounded
 from kms.cli import output
+from kms.cli.command_types import CommandFactory
 from kms.cli.session import load_settings, store_path
 from kms.errors import UsageError
-
-Handler = Callable[[argparse.Namespace], int]
-CommandFactory = Callable[[str, str, Handler], argparse.ArgumentParser]
 
 MAX_PENDING_FILE = 8 * 1024 * 1024
 
@@ -96,13 +94,7 @@ def _explain(pending_file: Path, rules: object, args: argparse.Namespace) -> dic
 
 
 def _read_json(path: Path) -> object:
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_PENDING_FILE + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    if len(raw) > MAX_PENDING_FILE:
-        raise UsageError(f"{path} is larger than {MAX_PENDING_FILE} bytes")
+    raw = read_bounded(path, MAX_PENDING_FILE, str(path))
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):

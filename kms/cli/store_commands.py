@@ -7,18 +7,15 @@ layer, see kms.store_location). The store password opens SRC and, unchanged, the
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 from kms.cli import output
+from kms.cli.command_types import CommandFactory
 from kms.cli.progress import Progress
 from kms.cli.session import load_settings, password_provider
 from kms.session import insecure_test_kdf
 from kms.store import WalletStore
 from kms.store.copy import copy_store
 from kms.store_location import open_location
-
-Handler = Callable[[argparse.Namespace], int]
-CommandFactory = Callable[[str, str, Handler], argparse.ArgumentParser]
 
 HELP = (
     "Copy a whole wallet store between a file and a PostgreSQL database, either way: 'kms store copy --from SRC "

@@ -18,7 +18,6 @@ the length of one signature.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,6 +34,7 @@ from kms.chains.ada import AdaFacts, clamped, enterprise_address
 from kms.errors import SigningError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
+from kms.signing.pending import plain_json
 
 MAX_SERIALIZED_CHARS = 2_000_000
 MAX_OPERATIONS = 2_000
@@ -107,12 +107,7 @@ def _checked_address(operation: Mapping[str, Any], position: int, testnet: bool)
 
 
 def parse_operations(serialized: object, testnet: bool) -> Operations:
-    if not isinstance(serialized, str) or len(serialized) > MAX_SERIALIZED_CHARS:
-        raise _fail("ADA serializedTransaction is missing or too large")
-    try:
-        operations = json.loads(serialized)
-    except (ValueError, RecursionError) as exc:
-        raise _fail("ADA serializedTransaction is not valid JSON") from exc
+    operations = plain_json(serialized, MAX_SERIALIZED_CHARS, "ADA", "is missing or too large")
     if not isinstance(operations, list) or not 0 < len(operations) <= MAX_OPERATIONS:
         raise _fail("ADA serializedTransaction is not a list of Rosetta operations")
     inputs: dict[tuple[str, int], tuple[str, int]] = {}

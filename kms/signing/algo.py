@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +28,7 @@ from kms.api import NodeGateway, PendingTransaction
 from kms.errors import SigningError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction as KmsSignedTransaction
+from kms.signing.pending import one_key_of_chain, plain_json_fields
 
 CHAIN = "ALGO"
 
@@ -103,18 +103,7 @@ def _uint(value: object, what: str, low: int = 0, high: int = UINT64_MAX) -> int
 
 
 def _load(pending: PendingTransaction) -> Mapping[str, Any]:
-    text = pending.serialized_transaction
-    if not isinstance(text, str) or len(text) > MAX_SERIALIZED:
-        raise SigningError("ALGO transaction: serializedTransaction is not text of a sensible size")
-    try:
-        txn = json.loads(text)
-    except (ValueError, RecursionError):
-        raise SigningError("ALGO transaction: serializedTransaction is not valid JSON") from None
-    if not isinstance(txn, dict):
-        raise SigningError("ALGO transaction: serializedTransaction is not a JSON object")
-    unknown = set(txn) - _ALLOWED_FIELDS
-    if unknown:
-        raise SigningError(f"ALGO transaction: unsupported fields {sorted(unknown)[:5]} (only payments are signed)")
+    txn = plain_json_fields(pending, CHAIN, MAX_SERIALIZED, _ALLOWED_FIELDS, " (only payments are signed)")
     if txn.get("type") != "pay":
         raise SigningError("ALGO transaction: only payment ('pay') transactions are signed")
     if txn.get("flatFee") is not True:
@@ -180,13 +169,10 @@ class AlgoSigner:
         testnet: bool,
         gateway: NodeGateway | None,
     ) -> KmsSignedTransaction:
-        if len(keys) != 1:
-            raise SigningError(f"ALGO transaction: expected one signing key, got {len(keys)}")
-        if pending.chain != CHAIN:
-            raise SigningError(f"pending transaction is for chain {str(pending.chain)[:16]!r}, not ALGO")
+        key = one_key_of_chain(pending, keys, CHAIN)
         txn = parse_payment(pending, self._genesis, testnet)
         message = txn.bytes_to_sign()
-        with keys[0].raw() as seed:
+        with key.raw() as seed:
             if len(seed) != 32:
                 raise SigningError("ALGO key: expected a 32-byte ed25519 seed")
             signing_key = SigningKey(bytes(seed))

@@ -29,6 +29,7 @@ from kms.chains.egld import EgldFacts
 from kms.errors import SigningError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
+from kms.signing.pending import one_key_of_chain, plain_json_fields
 
 CHAIN = "EGLD"
 
@@ -83,18 +84,7 @@ def _atto_value(value: object) -> str:
 
 def parse_transfer(pending: PendingTransaction, hrp: str) -> Mapping[str, Any]:
     """The fields upstream keeps: ``to``, ``value`` (in atto-EGLD), ``data`` (base64, or absent) and ``from``."""
-    text = pending.serialized_transaction
-    if not isinstance(text, str) or len(text) > MAX_SERIALIZED:
-        raise SigningError("EGLD transaction: serializedTransaction is not text of a sensible size")
-    try:
-        tx = json.loads(text)
-    except (ValueError, RecursionError):
-        raise SigningError("EGLD transaction: serializedTransaction is not valid JSON") from None
-    if not isinstance(tx, dict):
-        raise SigningError("EGLD transaction: serializedTransaction is not a JSON object")
-    unknown = set(tx) - {"from", "to", "value", "data", "gasPrice", "gasLimit"}
-    if unknown:
-        raise SigningError(f"EGLD transaction: unsupported fields {sorted(unknown)[:5]}")
+    tx = plain_json_fields(pending, CHAIN, MAX_SERIALIZED, {"from", "to", "value", "data", "gasPrice", "gasLimit"})
     data = tx.get("data")
     if data is not None and not isinstance(data, str):
         raise SigningError("EGLD transaction: data must be text")
@@ -198,13 +188,10 @@ class EgldSigner:
         testnet: bool,
         gateway: NodeGateway | None,
     ) -> SignedTransaction:
-        if len(keys) != 1:
-            raise SigningError(f"EGLD transaction: expected one signing key, got {len(keys)}")
-        if pending.chain != CHAIN:
-            raise SigningError(f"pending transaction is for chain {str(pending.chain)[:16]!r}, not EGLD")
+        key = one_key_of_chain(pending, keys, CHAIN)
         facts = self._facts
         fields = parse_transfer(pending, facts.address_hrp)
-        with keys[0].raw() as seed:
+        with key.raw() as seed:
             if len(seed) != 32:
                 raise SigningError("EGLD key: expected a 32-byte ed25519 seed")
             signing_key = SigningKey(bytes(seed))

@@ -36,6 +36,7 @@ from kms.errors import KmsError, SigningError, TatumApiError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
 from kms.signing.flow_cadence import CADENCE_1_0_SET, TEMPLATE_SETS, UPSTREAM_SET
+from kms.signing.pending import plain_json, single_key
 
 EMULATOR_CHAIN_ID = "flow-emulator"
 AUTHORIZER_KEY_INDEX = 0
@@ -235,12 +236,7 @@ _TEMPLATE_TYPES = frozenset({0, 1, 2, 4, 5, 6, 7})
 def parse_flow_transaction(serialized: object, template_set: str, contracts: Mapping[str, str]) -> FlowScript:
     """The Cadence transaction a pending FLOW ``serializedTransaction`` (``{"type", "body"}``) asks for; ``contracts``
     are the network's contract addresses the templates import."""
-    if not isinstance(serialized, str) or len(serialized) > MAX_SERIALIZED_CHARS:
-        raise _fail("FLOW serializedTransaction is missing or too large")
-    try:
-        document = json.loads(serialized)
-    except (ValueError, RecursionError) as exc:
-        raise _fail("FLOW serializedTransaction is not valid JSON") from exc
+    document = plain_json(serialized, MAX_SERIALIZED_CHARS, "FLOW", "is missing or too large")
     if not isinstance(document, dict) or not isinstance(document.get("body"), dict):
         raise _fail("FLOW serializedTransaction is not an object with a 'body' object")
     tx_type, body = document.get("type"), document["body"]
@@ -451,8 +447,7 @@ class FlowSigner:
     ) -> SignedTransaction:
         if pending.chain != "FLOW":
             raise _fail(f"pending transaction {pending.id!r} is not a FLOW transaction")
-        if len(keys) != 1:
-            raise _fail(f"FLOW transactions are signed with exactly one key, got {len(keys)}")
+        key = single_key("FLOW", keys)
         contracts = self.facts.contract_addresses[testnet]
         script = parse_flow_transaction(pending.serialized_transaction, self.templates, contracts)
         if gateway is None:
@@ -468,7 +463,7 @@ class FlowSigner:
             gateway.tatum_get(proposal.format(is_payer="false"), what="FLOW proposal key"), "FLOW proposal key"
         )
         try:
-            return self._sign_with(script, keys[0], proposer, payer, node, gateway)
+            return self._sign_with(script, key, proposer, payer, node, gateway)
         except BaseException:
             self._release_proposal_key(gateway, "", proposer.key_id)
             raise

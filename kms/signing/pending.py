@@ -9,7 +9,7 @@ text is refused instead of being guessed at.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, NoReturn
 
 from kms.api import PendingTransaction
@@ -39,6 +39,40 @@ def single_key(code: str, keys: Sequence[KeyHandle]) -> KeyHandle:
     if len(keys) != 1:
         raise SigningError(f"{code} transactions are signed with exactly one key, got {len(keys)}")
     return keys[0]
+
+
+def one_key_of_chain(pending: PendingTransaction, keys: Sequence[KeyHandle], code: str) -> KeyHandle:
+    """The single-key rule and the chain check with the wording of the chains whose ``serializedTransaction`` is read
+    with ``plain_json`` (ALGO, EGLD, VET)."""
+    if len(keys) != 1:
+        raise SigningError(f"{code} transaction: expected one signing key, got {len(keys)}")
+    if pending.chain != code:
+        raise SigningError(f"pending transaction is for chain {str(pending.chain)[:16]!r}, not {code}")
+    return keys[0]
+
+
+def plain_json(text: object, limit: int, label: str, too_large: str) -> Any:
+    """``text`` parsed as plain ``json.loads`` does (no stricter rules), refused unread above ``limit`` characters.
+    The errors read ``{label} serializedTransaction {too_large}`` and ``... is not valid JSON``."""
+    if not isinstance(text, str) or len(text) > limit:
+        raise SigningError(f"{label} serializedTransaction {too_large}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise SigningError(f"{label} serializedTransaction is not valid JSON") from None
+
+
+def plain_json_fields(
+    pending: PendingTransaction, code: str, limit: int, allowed: Collection[str], unsupported_note: str = ""
+) -> dict[str, Any]:
+    """The ``plain_json`` object of ALGO, EGLD and VET pending transactions, holding no field outside ``allowed``."""
+    fields = plain_json(pending.serialized_transaction, limit, f"{code} transaction:", "is not text of a sensible size")
+    if not isinstance(fields, dict):
+        raise SigningError(f"{code} transaction: serializedTransaction is not a JSON object")
+    unknown = set(fields) - set(allowed)
+    if unknown:
+        raise SigningError(f"{code} transaction: unsupported fields {sorted(unknown)[:5]}{unsupported_note}")
+    return fields
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

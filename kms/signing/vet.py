@@ -19,7 +19,6 @@ must be an integer in sane bounds.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import secrets
@@ -36,6 +35,7 @@ from kms.chains.vet import VetFacts
 from kms.errors import SigningError, UsageError
 from kms.keys import KeyHandle
 from kms.signing.base import SignedTransaction
+from kms.signing.pending import one_key_of_chain, plain_json_fields
 
 CHAIN = "VET"
 
@@ -105,18 +105,7 @@ def _uint(value: object, what: str, high: int) -> int:
 
 def parse_clause(pending: PendingTransaction) -> Mapping[str, Any]:
     """``from`` (or None), ``to``, ``value`` (int, or None when absent), ``data`` (hex as given), ``gas`` (or None)."""
-    text = pending.serialized_transaction
-    if not isinstance(text, str) or len(text) > MAX_SERIALIZED:
-        raise SigningError("VET transaction: serializedTransaction is not text of a sensible size")
-    try:
-        tx = json.loads(text)
-    except (ValueError, RecursionError):
-        raise SigningError("VET transaction: serializedTransaction is not valid JSON") from None
-    if not isinstance(tx, dict):
-        raise SigningError("VET transaction: serializedTransaction is not a JSON object")
-    unknown = set(tx) - {"from", "to", "value", "data", "gas"}
-    if unknown:
-        raise SigningError(f"VET transaction: unsupported fields {sorted(unknown)[:5]}")
+    tx = plain_json_fields(pending, CHAIN, MAX_SERIALIZED, {"from", "to", "value", "data", "gas"})
     data = tx.get("data") or "0x"
     if isinstance(data, str) and not data.startswith("0x"):
         data = "0x" + data  # web3's input formatter does the same before thorify sees it
@@ -230,12 +219,9 @@ class VetSigner:
         testnet: bool,
         gateway: NodeGateway | None,
     ) -> SignedTransaction:
-        if len(keys) != 1:
-            raise SigningError(f"VET transaction: expected one signing key, got {len(keys)}")
-        if pending.chain != CHAIN:
-            raise SigningError(f"pending transaction is for chain {str(pending.chain)[:16]!r}, not VET")
+        handle = one_key_of_chain(pending, keys, CHAIN)
         clause = parse_clause(pending)
-        with keys[0].raw() as key:
+        with handle.raw() as key:
             if len(key) != 32:
                 raise SigningError("VET key: expected a 32-byte secp256k1 key")
             origin = address_of(key)
@@ -249,7 +235,7 @@ class VetSigner:
             raise SigningError("VET transaction: the nonce source gave no 64-bit nonce")
         body = body_fields(self._facts, tag, ref, clause, gas, nonce)
         signing_hash = blake2b256(rlp.encode(body))
-        with keys[0].raw() as key:
+        with handle.raw() as key:
             signature = PrivateKey(bytes(key)).sign_recoverable(signing_hash, hasher=None)
         tx_id = "0x" + blake2b256(signing_hash, bytes.fromhex(origin[2:])).hex()
         return SignedTransaction(payload="0x" + rlp.encode([*body, signature]).hex(), meta={"txId": tx_id})

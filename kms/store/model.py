@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from types import TracebackType
 
 from kms.errors import StoreError
-from kms.hygiene import SecretBuffer
+from kms.hygiene import SecretBuffer, WipedOnExit
 from kms.store.format import decode_fields
 
 
@@ -19,7 +18,7 @@ class WalletMeta:
     kind: str  # "mnemonic" | "privateKey" | "secret"
 
 
-class StoredWallet:
+class StoredWallet(WipedOnExit):
     """One decrypted wallet. The plaintext stays in a SecretBuffer until wipe() (or the end of a with block)."""
 
     __slots__ = ("_meta", "_plaintext")
@@ -51,14 +50,6 @@ class StoredWallet:
 
     def wipe(self) -> None:
         self._plaintext.wipe()
-
-    def __enter__(self) -> StoredWallet:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.wipe()
 
     def __repr__(self) -> str:
         meta = self._meta

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import rlp
 from eth_account import Account
 
@@ -26,19 +24,6 @@ from tests.conftest import load_vectors
 
 PASSWORD = "correct horse battery staple"
 RECIPIENT = "0x22d44d45fb79e5cdfbd2881cc3992a5ac53d2c4d"
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxProcess]:
-    with SandboxProcess() as sb:
-        yield sb
-
-
-@pytest.fixture
-def admin(sandbox: SandboxProcess) -> SandboxAdmin:
-    assert sandbox.admin is not None
-    sandbox.admin.reset()
-    return sandbox.admin
 
 
 class World:
@@ -106,11 +91,13 @@ def broadcasts_by_id(state: dict[str, Any]) -> dict[str, list[str]]:
 # -- four-eye ----------------------------------------------------------------------------------------------------------
 
 
-def test_four_eye_approve_deny_timeout_and_error(tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin) -> None:
-    world = World(tmp_path, sandbox)
+def test_four_eye_approve_deny_timeout_and_error(
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
+) -> None:
+    world = World(tmp_path, sandbox_process)
     sid, address = world.wallets[0]
-    admin.enqueue([eth_pending(pid, sid) for pid in ("ok-1", "deny-1", "slow-1", "err-1", "gone-1")])
-    admin.configure(
+    process_admin.enqueue([eth_pending(pid, sid) for pid in ("ok-1", "deny-1", "slow-1", "err-1", "gone-1")])
+    process_admin.configure(
         approval={"default": "approve", "hang": 3,
                   "ids": {"deny-1": "deny", "slow-1": "timeout", "err-1": "error", "gone-1": "notfound"}}
     )  # fmt: skip
@@ -120,7 +107,7 @@ def test_four_eye_approve_deny_timeout_and_error(tmp_path: Path, sandbox: Sandbo
     assert summary["broadcast"] == 1
     assert summary["refused"] == 2  # 403 and 404: explicit refusals
     assert summary["unavailable"] == 2  # timeout and 500: fail closed, ask again later
-    state = admin.state()
+    state = process_admin.state()
     assert [b["signatureId"] for b in state["broadcasts"]] == ["ok-1"]
     assert sender(state["broadcasts"][0]["txData"]) == address
     reported = sorted(e["signatureId"] for e in state["errors"])
@@ -129,7 +116,7 @@ def test_four_eye_approve_deny_timeout_and_error(tmp_path: Path, sandbox: Sandbo
 
     code, summary, err = world.run_once()
     assert code == 0, err
-    state = admin.state()
+    state = process_admin.state()
     asked = [a["id"] for a in state["approvals"]]
     assert asked.count("deny-1") == 1 and asked.count("gone-1") == 1  # a refusal is final, even across restarts
     assert asked.count("slow-1") == 2 and asked.count("err-1") == 2  # unavailability is asked again
@@ -141,22 +128,22 @@ def test_four_eye_approve_deny_timeout_and_error(tmp_path: Path, sandbox: Sandbo
 
 
 def test_four_eye_post_sends_the_pending_transaction(
-    tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
 ) -> None:
-    world = World(tmp_path, sandbox)
+    world = World(tmp_path, sandbox_process)
     sid, _ = world.wallets[0]
     pending = eth_pending("post-1", sid)
-    admin.enqueue(pending)
+    process_admin.enqueue(pending)
     code, summary, err = world.run_once("--external-url-method", "POST")
     assert code == 0, err
-    approval = admin.state()["approvals"][0]
+    approval = process_admin.state()["approvals"][0]
     assert approval["method"] == "POST"
     assert approval["body"] == pending
     assert summary["broadcast"] == 1
 
 
-def test_mainnet_requires_external_url(tmp_path: Path, sandbox: SandboxProcess) -> None:
-    world = World(tmp_path, sandbox, keys=0)
+def test_mainnet_requires_external_url(tmp_path: Path, sandbox_process: SandboxProcess) -> None:
+    world = World(tmp_path, sandbox_process, keys=0)
     proc = start_daemon(["--path", str(world.path), "--runOnce"], world.env)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
@@ -166,11 +153,13 @@ def test_mainnet_requires_external_url(tmp_path: Path, sandbox: SandboxProcess) 
 # -- a flaky Tatum API ---------------------------------------------------------------------------------------------
 
 
-def test_retries_through_5xx_429_and_resets(tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin) -> None:
-    world = World(tmp_path, sandbox)
+def test_retries_through_5xx_429_and_resets(
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
+) -> None:
+    world = World(tmp_path, sandbox_process)
     sid, address = world.wallets[0]
-    admin.enqueue(eth_pending("flaky-1", sid, nonce=None))
-    admin.configure(
+    process_admin.enqueue(eth_pending("flaky-1", sid, nonce=None))
+    process_admin.configure(
         nonces={address: 12},
         faults=[
             {"kind": "status", "status": 503, "path": "/v3/kms/pending/", "times": 2},
@@ -183,7 +172,7 @@ def test_retries_through_5xx_429_and_resets(tmp_path: Path, sandbox: SandboxProc
     code, summary, err = world.run_once(four_eye=False)
     assert code == 0, err
     assert summary["broadcast"] == 1 and summary["failed"] == 0
-    state = admin.state()
+    state = process_admin.state()
     assert all(rule["times"] == 0 for rule in state["faults"])
     assert state["requests"]["POST /v3/kms/pending/ETH"] == 4
     attempts = broadcasts_by_id(state)["flaky-1"]
@@ -193,13 +182,13 @@ def test_retries_through_5xx_429_and_resets(tmp_path: Path, sandbox: SandboxProc
 
 
 def test_malformed_responses_are_skipped_and_the_loop_goes_on(
-    tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
 ) -> None:
-    world = World(tmp_path, sandbox)
+    world = World(tmp_path, sandbox_process)
     sid, address = world.wallets[0]
-    admin.enqueue(eth_pending("good-1", sid))
-    admin.enqueue({"id": "broken-1", "chain": "ETH", "hashes": [sid]}, unchecked=True)
-    admin.configure(
+    process_admin.enqueue(eth_pending("good-1", sid))
+    process_admin.enqueue({"id": "broken-1", "chain": "ETH", "hashes": [sid]}, unchecked=True)
+    process_admin.configure(
         faults=[
             {"kind": "malformed", "path": "/v3/kms/pending/", "times": 1},
             {"kind": "wrongshape", "path": "/v3/kms/pending/", "times": 1},
@@ -208,13 +197,13 @@ def test_malformed_responses_are_skipped_and_the_loop_goes_on(
     )
     proc = world.start(four_eye=False)
     try:
-        assert wait_for(lambda: any(b["signatureId"] == "good-1" for b in admin.state()["broadcasts"]), 30)
-        assert wait_for(lambda: len(admin.state()["polls"]) >= 5, 30)  # still polling after all that
+        assert wait_for(lambda: any(b["signatureId"] == "good-1" for b in process_admin.state()["broadcasts"]), 30)
+        assert wait_for(lambda: len(process_admin.state()["polls"]) >= 5, 30)  # still polling after all that
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    state = admin.state()
+    state = process_admin.state()
     attempts = broadcasts_by_id(state)["good-1"]
     assert len(attempts) == 2 and len(set(attempts)) == 1  # the malformed answer -> rebroadcast of the same txData
     assert sender(attempts[0]) == address
@@ -228,22 +217,24 @@ def test_malformed_responses_are_skipped_and_the_loop_goes_on(
 # -- exactly once ------------------------------------------------------------------------------------------------
 
 
-def test_exactly_once_across_sigkill_and_restart(tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin) -> None:
-    world = World(tmp_path, sandbox)
+def test_exactly_once_across_sigkill_and_restart(
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
+) -> None:
+    world = World(tmp_path, sandbox_process)
     sid, address = world.wallets[0]
     ids = [f"kill-{i}" for i in range(8)]
-    admin.enqueue([eth_pending(pid, sid, nonce=None, value=1000 + i) for i, pid in enumerate(ids)])
+    process_admin.enqueue([eth_pending(pid, sid, nonce=None, value=1000 + i) for i, pid in enumerate(ids)])
     # Nonces come from the daemon (one look-up, then 5, 6, 7 ...): were anything signed twice, the second payload
     # would carry another nonce. At most 3 of the sender in flight: 3 are signed, then the broadcasts hang.
-    admin.configure(nonces={address: 5}, faults=[{"kind": "delay", "seconds": 30, "path": "/v3/ethereum/broadcast",
-                                                   "times": -1}])  # fmt: skip
+    process_admin.configure(nonces={address: 5}, faults=[{"kind": "delay", "seconds": 30,
+                                                          "path": "/v3/ethereum/broadcast", "times": -1}])  # fmt: skip
     proc = world.start("--max-in-flight-per-sender", "3")
     try:
-        assert wait_for(lambda: len(admin.state()["attempts"]) >= 3, 30)
+        assert wait_for(lambda: len(process_admin.state()["attempts"]) >= 3, 30)
     finally:
         proc.kill()  # SIGKILL mid-pipeline: no chance to clean up
         proc.communicate(timeout=30)
-    first = broadcasts_by_id(admin.state())
+    first = broadcasts_by_id(process_admin.state())
     journal = world.journal()
     assert sorted(journal) == ids[:3]
     assert all(journal[pid][0] == "signed" for pid in first)  # journaled before any broadcast
@@ -252,11 +243,11 @@ def test_exactly_once_across_sigkill_and_restart(tmp_path: Path, sandbox: Sandbo
     assert [nonce_of(journal[pid][1]) for pid in ids[:3]] == [5, 6, 7]
 
     # The node still counts 5 (it never saw those broadcasts): the journaled nonces 5-7 are held, new ones follow.
-    admin.configure(nonces={address: 5}, faults=[])
+    process_admin.configure(nonces={address: 5}, faults=[])
     code, summary, err = world.run_once()
     assert code == 0, err
     assert summary["rebroadcast"] == 3 and summary["broadcast"] == 5
-    state = admin.state()
+    state = process_admin.state()
     assert sorted(b["signatureId"] for b in state["broadcasts"]) == sorted(ids)
     for pid, payloads in broadcasts_by_id(state).items():
         assert len(set(payloads)) == 1, f"{pid} was broadcast with two different payloads"
@@ -269,22 +260,22 @@ def test_exactly_once_across_sigkill_and_restart(tmp_path: Path, sandbox: Sandbo
 
 
 def test_sigterm_during_a_batch_finishes_in_flight_work(
-    tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
 ) -> None:
-    world = World(tmp_path, sandbox)
+    world = World(tmp_path, sandbox_process)
     sid, _address = world.wallets[0]
     ids = [f"term-{i}" for i in range(6)]
-    admin.enqueue([eth_pending(pid, sid, value=2000 + i) for i, pid in enumerate(ids)])
-    admin.configure(faults=[{"kind": "delay", "seconds": 1.5, "path": "/v3/ethereum/broadcast", "times": -1}])
+    process_admin.enqueue([eth_pending(pid, sid, value=2000 + i) for i, pid in enumerate(ids)])
+    process_admin.configure(faults=[{"kind": "delay", "seconds": 1.5, "path": "/v3/ethereum/broadcast", "times": -1}])
     proc = world.start("--concurrency", "2")
     try:
-        assert wait_for(lambda: len(admin.state()["attempts"]) >= 1, 30)
+        assert wait_for(lambda: len(process_admin.state()["attempts"]) >= 1, 30)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopping" in err and "secrets wiped" in err
-    state = admin.state()
+    state = process_admin.state()
     attempted = {a["body"]["signatureId"] for a in state["attempts"]}
     completed = {b["signatureId"] for b in state["broadcasts"]}
     assert attempted and attempted == completed  # every broadcast in flight was finished
@@ -294,15 +285,15 @@ def test_sigterm_during_a_batch_finishes_in_flight_work(
 
 
 def test_sigterm_past_the_deadline_abandons_safely(
-    tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
 ) -> None:
-    world = World(tmp_path, sandbox)
+    world = World(tmp_path, sandbox_process)
     sid, _address = world.wallets[0]
-    admin.enqueue(eth_pending("stuck-1", sid))
-    admin.configure(faults=[{"kind": "delay", "seconds": 20, "path": "/v3/ethereum/broadcast", "times": 1}])
+    process_admin.enqueue(eth_pending("stuck-1", sid))
+    process_admin.configure(faults=[{"kind": "delay", "seconds": 20, "path": "/v3/ethereum/broadcast", "times": 1}])
     proc = world.start("--shutdown-timeout", "0.5", four_eye=False)
     try:
-        assert wait_for(lambda: len(admin.state()["attempts"]) >= 1, 30)
+        assert wait_for(lambda: len(process_admin.state()["attempts"]) >= 1, 30)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=15)
@@ -312,7 +303,7 @@ def test_sigterm_past_the_deadline_abandons_safely(
     assert status == "signed"
     code, summary, err = world.run_once(four_eye=False)
     assert code == 0 and summary["rebroadcast"] == 1, err
-    payloads = broadcasts_by_id(admin.state())["stuck-1"]
+    payloads = broadcasts_by_id(process_admin.state())["stuck-1"]
     assert set(payloads) == {tx_data}
 
 
@@ -330,32 +321,32 @@ def _base36(n: int) -> str:
 
 
 def test_more_than_25000_signature_ids_is_an_error_and_no_request(
-    tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
 ) -> None:
-    world = World(tmp_path, sandbox, keys=0)
+    world = World(tmp_path, sandbox_process, keys=0)
     too_many = ",".join(_base36(i) for i in range(25_001))
     code, summary, err = world.run_once("--wallets", too_many, four_eye=False)
     assert code == 0, err
     assert summary["chainErrors"] == {"ETH": "Error: Exceeded limit 25000 wallets for chain ETH."}
-    assert admin.state()["polls"] == []
+    assert process_admin.state()["polls"] == []
 
     exactly = ",".join(_base36(i) for i in range(25_000))
     code, summary, err = world.run_once("--wallets", exactly, four_eye=False)
     assert code == 0, err
     assert summary["chainErrors"] == {}
-    assert admin.state()["polls"] == [{"chain": "ETH", "count": 25_000, "clientVersion": "8.0.1"}]
+    assert process_admin.state()["polls"] == [{"chain": "ETH", "count": 25_000, "clientVersion": "8.0.1"}]
 
 
 def test_run_once_with_wallets_and_transaction_ids(
-    tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
 ) -> None:
-    world = World(tmp_path, sandbox, keys=2)
+    world = World(tmp_path, sandbox_process, keys=2)
     (sid_a, address_a), (sid_b, _) = world.wallets
-    admin.enqueue([eth_pending("t1", sid_a), eth_pending("t2", sid_a, value=7), eth_pending("t3", sid_b)])
+    process_admin.enqueue([eth_pending("t1", sid_a), eth_pending("t2", sid_a, value=7), eth_pending("t3", sid_b)])
     code, summary, err = world.run_once("--wallets", sid_a, "--transaction-ids", "t1")
     assert code == 0, err
     assert summary["pending"] == 2 and summary["broadcast"] == 1 and summary["skipped"] == 1
-    state = admin.state()
+    state = process_admin.state()
     assert state["polls"] == [{"chain": "ETH", "count": 1, "clientVersion": "8.0.1"}]
     assert [b["signatureId"] for b in state["broadcasts"]] == ["t1"]
     assert sender(state["broadcasts"][0]["txData"]) == address_a
@@ -363,8 +354,8 @@ def test_run_once_with_wallets_and_transaction_ids(
     assert set(world.journal()) == {"t1"}
 
 
-def test_wallets_filter_needs_run_once(tmp_path: Path, sandbox: SandboxProcess) -> None:
-    world = World(tmp_path, sandbox, keys=0)
+def test_wallets_filter_needs_run_once(tmp_path: Path, sandbox_process: SandboxProcess) -> None:
+    world = World(tmp_path, sandbox_process, keys=0)
     proc = start_daemon(world.args("--wallets", "abc"), world.env)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "only with --runOnce" in err
@@ -376,17 +367,19 @@ def _wallet_fields(wallet: dict[str, str]) -> dict[str, str]:
     return {"privateKey": wallet["privateKey"]}
 
 
-def test_upstream_vector_through_the_whole_daemon(tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin) -> None:
+def test_upstream_vector_through_the_whole_daemon(
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
+) -> None:
     vectors = load_vectors("daemon-eth.json")
-    world = World(tmp_path, sandbox, keys=0)
+    world = World(tmp_path, sandbox_process, keys=0)
     with WalletStore.open(world.path, SecretBuffer(PASSWORD), allow_weak_kdf=True) as store:
         sids = [store.add("ETH", True, _wallet_fields(v["input"]["wallet"])) for v in vectors]
     for number, (vector, sid) in enumerate(zip(vectors, sids, strict=True)):
         pending = {**vector["input"]["pending"], "id": f"vector-{number}", "hashes": [sid]}
-        admin.enqueue(pending)
+        process_admin.enqueue(pending)
     code, _summary, err = world.run_once()
     assert code == 0, err
-    sent = {b["signatureId"]: b for b in admin.state()["broadcasts"]}
+    sent = {b["signatureId"]: b for b in process_admin.state()["broadcasts"]}
     for number, vector in enumerate(vectors):
         assert sent[f"vector-{number}"]["txData"] == vector["expected"]["txData"]
         assert sent[f"vector-{number}"]["path"] == vector["expected"]["broadcastPath"]

@@ -6,27 +6,11 @@ which nonce each id got, how often and with which payload each id was sent, and 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from kms.sandbox.admin import SandboxAdmin
 from kms.sandbox.harness import SandboxProcess
 from tests.daemon.test_daemon import World, broadcasts_by_id, eth_pending, nonce_of, sender
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxProcess]:
-    with SandboxProcess() as sb:
-        yield sb
-
-
-@pytest.fixture
-def admin(sandbox: SandboxProcess) -> SandboxAdmin:
-    assert sandbox.admin is not None
-    sandbox.admin.reset()
-    return sandbox.admin
 
 
 def one_payload_each(state: dict[str, object]) -> dict[str, str]:
@@ -38,16 +22,18 @@ def one_payload_each(state: dict[str, object]) -> dict[str, str]:
     return payloads
 
 
-def test_one_sender_with_explicit_nonces(tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin) -> None:
-    world = World(tmp_path, sandbox, keys=1)
+def test_one_sender_with_explicit_nonces(
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
+) -> None:
+    world = World(tmp_path, sandbox_process, keys=1)
     sid, address = world.wallets[0]
     ids = [f"x-{i:03d}" for i in range(60)]
-    admin.enqueue([eth_pending(pid, sid, nonce=100 + i, value=1000 + i) for i, pid in enumerate(ids)])
-    admin.configure(faults=[{"kind": "delay", "seconds": 0.1, "path": "/v3/ethereum/broadcast", "times": -1}])
+    process_admin.enqueue([eth_pending(pid, sid, nonce=100 + i, value=1000 + i) for i, pid in enumerate(ids)])
+    process_admin.configure(faults=[{"kind": "delay", "seconds": 0.1, "path": "/v3/ethereum/broadcast", "times": -1}])
     code, summary, err = world.run_once("--concurrency", "8")
     assert code == 0, err
     assert summary["broadcast"] == 60 and summary["failed"] == 0
-    state = admin.state()
+    state = process_admin.state()
     assert sorted(b["signatureId"] for b in state["broadcasts"]) == ids  # each once
     payloads = one_payload_each(state)
     assert {pid: nonce_of(p) for pid, p in payloads.items()} == {pid: 100 + i for i, pid in enumerate(ids)}
@@ -58,12 +44,14 @@ def test_one_sender_with_explicit_nonces(tmp_path: Path, sandbox: SandboxProcess
     assert state["peakInflight"]["POST /v3/ethereum/broadcast"] > 1
 
 
-def test_one_sender_without_nonces(tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin) -> None:
-    world = World(tmp_path, sandbox, keys=1)
+def test_one_sender_without_nonces(
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
+) -> None:
+    world = World(tmp_path, sandbox_process, keys=1)
     sid, address = world.wallets[0]
     ids = [f"n-{i:03d}" for i in range(60)]
-    admin.enqueue([eth_pending(pid, sid, nonce=None, value=1000 + i) for i, pid in enumerate(ids)])
-    admin.configure(
+    process_admin.enqueue([eth_pending(pid, sid, nonce=None, value=1000 + i) for i, pid in enumerate(ids)])
+    process_admin.configure(
         nonces={address: 40},
         nodeNonces=True,
         faults=[{"kind": "delay", "seconds": 0.1, "path": "/v3/ethereum/broadcast", "times": -1}],
@@ -71,7 +59,7 @@ def test_one_sender_without_nonces(tmp_path: Path, sandbox: SandboxProcess, admi
     code, summary, err = world.run_once("--concurrency", "8")
     assert code == 0, err
     assert summary["broadcast"] == 60
-    state = admin.state()
+    state = process_admin.state()
     payloads = one_payload_each(state)
     assert sorted(payloads) == ids and len(state["broadcasts"]) == 60
     # One look-up for the sender, then every nonce once, in the order the API listed the transactions.
@@ -83,13 +71,13 @@ def test_one_sender_without_nonces(tmp_path: Path, sandbox: SandboxProcess, admi
 
 
 def test_a_broadcast_failing_for_good_in_the_middle(
-    tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
 ) -> None:
-    world = World(tmp_path, sandbox, keys=1)
+    world = World(tmp_path, sandbox_process, keys=1)
     sid, address = world.wallets[0]
     ids = [f"g-{i:02d}" for i in range(12)]
-    admin.enqueue([eth_pending(pid, sid, nonce=None, value=1000 + i) for i, pid in enumerate(ids)])
-    admin.configure(
+    process_admin.enqueue([eth_pending(pid, sid, nonce=None, value=1000 + i) for i, pid in enumerate(ids)])
+    process_admin.configure(
         nonces={address: 7},
         nodeNonces=True,
         faults=[
@@ -99,7 +87,7 @@ def test_a_broadcast_failing_for_good_in_the_middle(
     )
     code, summary, err = world.run_once("--concurrency", "4", "--max-in-flight-per-sender", "4")
     assert code == 0, err
-    state = admin.state()
+    state = process_admin.state()
     first = one_payload_each(state)
     errors = {e["signatureId"]: e["error"] for e in state["errors"]}
     assert "g-05" in errors and "g-05" not in {b["signatureId"] for b in state["broadcasts"]}
@@ -114,10 +102,10 @@ def test_a_broadcast_failing_for_good_in_the_middle(
     for pid in later:  # a held transaction was never sent; an unsigned one has no journal entry
         assert pid not in first and (pid not in journal_after_first or journal_after_first[pid][0] == "signed")
 
-    admin.configure(faults=[])
+    process_admin.configure(faults=[])
     code, summary, err = world.run_once()
     assert code == 0, err
-    state = admin.state()
+    state = process_admin.state()
     payloads = one_payload_each(state)  # over both runs: nothing was sent twice with different payloads
     assert sorted(b["signatureId"] for b in state["broadcasts"]) == ids  # each accepted exactly once
     assert payloads["g-05"] == first["g-05"]  # the failed payload was sent again, not re-signed
@@ -127,13 +115,13 @@ def test_a_broadcast_failing_for_good_in_the_middle(
     assert all(status == "broadcast" for status, _ in world.journal().values())
 
 
-def test_a_429_storm(tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin) -> None:
-    world = World(tmp_path, sandbox, keys=2)
+def test_a_429_storm(tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin) -> None:
+    world = World(tmp_path, sandbox_process, keys=2)
     ids = [f"r-{i:02d}" for i in range(24)]
-    admin.enqueue(
+    process_admin.enqueue(
         [eth_pending(pid, world.wallets[i % 2][0], nonce=(i // 2), value=1000 + i) for i, pid in enumerate(ids)]
     )
-    admin.configure(
+    process_admin.configure(
         faults=[
             {"kind": "status", "status": 429, "retryAfter": 0.05, "path": "/v3/ethereum/broadcast", "times": 12},
             {"kind": "status", "status": 429, "path": "/v3/kms/pending/ETH", "times": 2},
@@ -142,7 +130,7 @@ def test_a_429_storm(tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmi
     code, summary, err = world.run_once("--concurrency", "6")
     assert code == 0, err
     assert summary["broadcast"] == 24, err[-2000:]
-    state = admin.state()
+    state = process_admin.state()
     payloads = one_payload_each(state)
     assert sorted(b["signatureId"] for b in state["broadcasts"]) == ids
     attempts = Counter(a["body"]["signatureId"] for a in state["attempts"])

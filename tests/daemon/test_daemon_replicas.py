@@ -33,19 +33,6 @@ PASSWORD = "correct horse battery staple"
 LEASE_S = "2"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxProcess]:
-    with SandboxProcess() as sb:
-        yield sb
-
-
-@pytest.fixture
-def admin(sandbox: SandboxProcess) -> SandboxAdmin:
-    assert sandbox.admin is not None
-    sandbox.admin.reset()
-    return sandbox.admin
-
-
 class Cluster:
     """A PostgreSQL store of ETH testnet wallets and daemon replicas pointed at it and at the sandbox."""
 
@@ -109,8 +96,8 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, sandbox: SandboxProcess, postgres_server: PostgresServer) -> Iterator[Cluster]:
-    made = Cluster(tmp_path, sandbox, postgres_server)
+def cluster(tmp_path: Path, sandbox_process: SandboxProcess, postgres_server: PostgresServer) -> Iterator[Cluster]:
+    made = Cluster(tmp_path, sandbox_process, postgres_server)
     try:
         yield made
     finally:
@@ -143,18 +130,18 @@ def _status(port: int, path: str) -> tuple[int, str]:
         conn.close()
 
 
-def test_three_replicas_share_the_ids_and_each_is_broadcast_once(cluster: Cluster, admin: SandboxAdmin) -> None:
+def test_three_replicas_share_the_ids_and_each_is_broadcast_once(cluster: Cluster, process_admin: SandboxAdmin) -> None:
     ports = [free_port() for _ in range(3)]
     for port in ports:
         cluster.start(metrics_port=port)
     assert wait_for(lambda: all(_status(p, "/readyz")[0] == 200 for p in ports), 60)
     assert wait_for(lambda: all("3 live" in _status(p, "/readyz")[1] for p in ports), 30)
     items = cluster.pending("share", 60)
-    admin.enqueue(items)
+    process_admin.enqueue(items)
     ids = [item["id"] for item in items]
-    assert wait_for(lambda: not admin.state()["pending"], 120)
-    exactly_once(admin, ids, cluster)
-    polls = admin.state()["polls"]
+    assert wait_for(lambda: not process_admin.state()["pending"], 120)
+    exactly_once(process_admin, ids, cluster)
+    polls = process_admin.state()["polls"]
     # Once all three were live, each poll carried one replica's share, never every wallet.
     assert polls and max(p["count"] for p in polls[-9:]) < len(cluster.wallets)
 
@@ -171,12 +158,12 @@ def _wait_for_claims(cluster: Cluster, holders: int) -> dict[str, int]:
 
 
 def test_a_replica_killed_holding_claims_is_taken_over_with_the_journaled_bytes(
-    cluster: Cluster, admin: SandboxAdmin
+    cluster: Cluster, process_admin: SandboxAdmin
 ) -> None:
-    admin.configure(latency=0.4)  # slow answers: claims are held while each broadcast is under way
+    process_admin.configure(latency=0.4)  # slow answers: claims are held while each broadcast is under way
     first, second = cluster.start(), cluster.start()
     items = cluster.pending("kill", 40)
-    admin.enqueue(items)
+    process_admin.enqueue(items)
     ids = [item["id"] for item in items]
     held = _wait_for_claims(cluster, 2)
     assert len(held) == 2, held
@@ -184,9 +171,9 @@ def test_a_replica_killed_holding_claims_is_taken_over_with_the_journaled_bytes(
     first.wait(timeout=10)
     orphaned = cluster.claims_of()
     journal_at_kill = cluster.journal()
-    admin.configure(latency=0.0)
-    assert wait_for(lambda: not admin.state()["pending"], 120)
-    exactly_once(admin, ids, cluster)
+    process_admin.configure(latency=0.0)
+    assert wait_for(lambda: not process_admin.state()["pending"], 120)
+    exactly_once(process_admin, ids, cluster)
     journal = cluster.journal()
     for pid, (_state, payload) in journal_at_kill.items():
         assert journal[pid][1] == payload  # taken over: the journaled bytes, never a fresh signature
@@ -196,28 +183,28 @@ def test_a_replica_killed_holding_claims_is_taken_over_with_the_journaled_bytes(
 
 
 def test_a_database_restart_makes_replicas_unready_then_they_resume(
-    cluster: Cluster, admin: SandboxAdmin, postgres_server: PostgresServer
+    cluster: Cluster, process_admin: SandboxAdmin, postgres_server: PostgresServer
 ) -> None:
     port = free_port()
     cluster.start(metrics_port=port)
     assert wait_for(lambda: _status(port, "/readyz")[0] == 200, 60)
-    admin.configure(latency=0.2)
+    process_admin.configure(latency=0.2)
     items = cluster.pending("restart", 30)
-    admin.enqueue(items)
-    assert wait_for(lambda: len(admin.state()["broadcasts"]) >= 3, 60)
+    process_admin.enqueue(items)
+    assert wait_for(lambda: len(process_admin.state()["broadcasts"]) >= 3, 60)
     postgres_server.stop()
     try:
         assert wait_for(lambda: _status(port, "/readyz")[0] == 503, 30)
     finally:
         postgres_server.start()
-    admin.configure(latency=0.0)
+    process_admin.configure(latency=0.0)
     assert wait_for(lambda: _status(port, "/readyz")[0] == 200, 60)
-    assert wait_for(lambda: not admin.state()["pending"], 120)
-    exactly_once(admin, [item["id"] for item in items], cluster)
+    assert wait_for(lambda: not process_admin.state()["pending"], 120)
+    exactly_once(process_admin, [item["id"] for item in items], cluster)
 
 
 def test_a_network_cut_to_the_database_stops_all_signing(
-    cluster: Cluster, admin: SandboxAdmin, postgres_server: PostgresServer
+    cluster: Cluster, process_admin: SandboxAdmin, postgres_server: PostgresServer
 ) -> None:
     proxy = TcpProxy(postgres_server.port)
     try:
@@ -226,15 +213,15 @@ def test_a_network_cut_to_the_database_stops_all_signing(
         assert wait_for(lambda: _status(port, "/readyz")[0] == 200, 60)
         proxy.cut()
         items = cluster.pending("cut", 12)
-        admin.enqueue(items)
+        process_admin.enqueue(items)
         assert wait_for(lambda: _status(port, "/readyz")[0] == 503, 30)
         time.sleep(float(LEASE_S) + 1.5)  # several periods and a whole lease with the link down
-        state = admin.state()
+        state = process_admin.state()
         assert state["broadcasts"] == [] and len(state["pending"]) == len(items)  # nothing signed without a claim
         assert not any(pid.startswith("cut-") for pid in cluster.journal())
         proxy.restore()
-        assert wait_for(lambda: not admin.state()["pending"], 120)
-        exactly_once(admin, [item["id"] for item in items], cluster)
+        assert wait_for(lambda: not process_admin.state()["pending"], 120)
+        exactly_once(process_admin, [item["id"] for item in items], cluster)
     finally:
         proxy.close()
 

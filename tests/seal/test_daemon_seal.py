@@ -16,7 +16,7 @@ import httpx
 from kms.sandbox.admin import SandboxAdmin
 from kms.sandbox.harness import SandboxProcess, wait_for
 from kms.seal import is_sealed
-from tests.daemon.test_daemon import PASSWORD, World, admin, eth_pending, sandbox, sender  # noqa: F401  (fixtures)
+from tests.daemon.test_daemon import PASSWORD, World, eth_pending, sender
 
 
 def _free_port() -> int:
@@ -39,13 +39,15 @@ def kms(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
     )  # fmt: skip
 
 
-def test_sealed_start_unlock_seal_unlock(tmp_path: Path, sandbox: SandboxProcess, admin: SandboxAdmin) -> None:  # noqa: F811
-    world = World(tmp_path, sandbox)
+def test_sealed_start_unlock_seal_unlock(
+    tmp_path: Path, sandbox_process: SandboxProcess, process_admin: SandboxAdmin
+) -> None:
+    world = World(tmp_path, sandbox_process)
     sid, address = world.wallets[0]
     socket_path = tmp_path / "run" / "unseal.sock"
     metrics_port = _free_port()
     sealed_env = {k: v for k, v in world.env.items() if k != "TATUM_KMS_PASSWORD"}
-    admin.enqueue(eth_pending("first", sid))
+    process_admin.enqueue(eth_pending("first", sid))
     daemon = subprocess.Popen(
         [sys.executable, "-m", "kms", "daemon", *world.args("--period", "0.2"), "--backend", "prompt",
          "--socket", str(socket_path), "--metrics-port", str(metrics_port)],
@@ -55,7 +57,7 @@ def test_sealed_start_unlock_seal_unlock(tmp_path: Path, sandbox: SandboxProcess
     try:
         assert wait_for(socket_path.exists, 30)
         assert is_sealed(socket_path)
-        assert admin.state()["polls"] == []  # sealed: not even a poll
+        assert process_admin.state()["polls"] == []  # sealed: not even a poll
         assert wait_for(lambda: _status(metrics_port, "/healthz") == 200, 30)
         assert _status(metrics_port, "/readyz") == 503  # alive, but not ready while sealed
 
@@ -72,7 +74,7 @@ def test_sealed_start_unlock_seal_unlock(tmp_path: Path, sandbox: SandboxProcess
         assert opened.returncode == 0, opened.stderr
         assert json.loads(opened.stdout) == {"status": "unsealed"}
         assert PASSWORD not in opened.stdout + opened.stderr
-        assert wait_for(lambda: [b["signatureId"] for b in admin.state()["broadcasts"]] == ["first"], 30)
+        assert wait_for(lambda: [b["signatureId"] for b in process_admin.state()["broadcasts"]] == ["first"], 30)
         assert wait_for(lambda: _status(metrics_port, "/readyz") == 200, 30)
 
         closed = kms(["seal", "--socket", str(socket_path)], sealed_env)
@@ -80,15 +82,15 @@ def test_sealed_start_unlock_seal_unlock(tmp_path: Path, sandbox: SandboxProcess
         assert json.loads(closed.stdout) == {"status": "sealed"}
         assert is_sealed(socket_path)
         assert _status(metrics_port, "/readyz") == 503
-        admin.enqueue(eth_pending("second", sid, value=5))
-        polls_when_sealed = len(admin.state()["polls"])
+        process_admin.enqueue(eth_pending("second", sid, value=5))
+        polls_when_sealed = len(process_admin.state()["polls"])
         time.sleep(1.0)  # a window in which a loop that ignored the seal would have polled several times
-        assert len(admin.state()["polls"]) == polls_when_sealed
-        assert [b["signatureId"] for b in admin.state()["broadcasts"]] == ["first"]
+        assert len(process_admin.state()["polls"]) == polls_when_sealed
+        assert [b["signatureId"] for b in process_admin.state()["broadcasts"]] == ["first"]
 
         again = kms(["unlock", "--socket", str(socket_path), "--backend", "env"], unlock_env)
         assert again.returncode == 0, again.stderr
-        assert wait_for(lambda: len(admin.state()["broadcasts"]) == 2, 30)
+        assert wait_for(lambda: len(process_admin.state()["broadcasts"]) == 2, 30)
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)
@@ -97,4 +99,4 @@ def test_sealed_start_unlock_seal_unlock(tmp_path: Path, sandbox: SandboxProcess
     assert "unlock failed: wrong password from uid" in err  # the failed attempt is logged, its password is not
     assert PASSWORD not in err and "not the password" not in err
     assert not socket_path.exists()  # the gate removed its socket
-    assert all(sender(b["txData"]) == address for b in admin.state()["broadcasts"])
+    assert all(sender(b["txData"]) == address for b in process_admin.state()["broadcasts"])
