@@ -53,9 +53,24 @@ SLOW_MODULES = frozenset(
         "tests/ops/test_monitoring.py",
         "tests/ops/test_ops_k8s.py",
         "tests/ops/test_ops_ha.py",
+        "tests/tatum/test_fuzz_parsers.py",
+        "tests/tatum/test_sign_evm_lookups.py",
+        "tests/signing/test_sign_ada.py",
+        "tests/approval/test_approval_v2.py",
+        "tests/approval/test_policy_cli.py",
+        "tests/sandbox/test_sandbox.py",
+        "tests/sandbox/test_sandbox_admin.py",
+        "tests/cli/test_checkconfig.py",
+        "tests/backends/test_backends_aws.py",
+        "tests/backends/test_backends_azure.py",
+        "tests/seal/test_seal.py",
+        "tests/daemon/test_audit.py",
+        "tests/daemon/test_daemon_scheduling.py",
+        "tests/chains/test_chain_signing_keys.py",
     }
 )
-"""Modules whose tests start real processes (daemons, sandboxes, PostgreSQL, kubectl) or wait out deadlines."""
+"""Modules whose tests start real processes (daemons, sandboxes, PostgreSQL, moto, kubectl, the kms command), serve
+real HTTP doubles that wait out deadlines and retries, or run Hypothesis properties."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
