@@ -1,6 +1,6 @@
 """The daemon's integration surface for issue 19: three calls around signing, in this order.
 
-    gate = ApprovalGate.from_options(settings, testnet=..., policy_path=..., store_path=..., approval="v2", ...)
+    gate = ApprovalGate.from_options(settings, testnet=..., policy_path=..., store=..., approval="v2", ...)
     intent, held = gate.before_signing(pending)      # decode + local policy; `held` is a Decision when it stops here
     ...  all look-ups, then the exact bytes to sign (or the signed transaction, not yet broadcast) ...
     decision = gate.approve(pending, intent, payload_digest(the_bytes))   # approval v2; APPROVED when v2 is off
@@ -25,6 +25,7 @@ from kms.approval.v2 import ApprovalV2
 from kms.approval.velocity import VelocityLedger
 from kms.daemon.four_eye import Decision, Verdict
 from kms.errors import UsageError
+from kms.store.backend import StoreBackend
 
 
 class ApprovalGate:
@@ -41,17 +42,17 @@ class ApprovalGate:
         testnet: bool,
         approval: str = "v1",
         policy_path: str | Path | None = None,
-        store_path: str | Path | None = None,
+        store: StoreBackend | str | Path | None = None,
         approval_url: str | None = None,
         approver_key: str | None = None,
     ) -> ApprovalGate:
         """``approval`` is ``v1`` (upstream's four-eye, the default) or ``v2``; the velocity ledger lives in the
-        store's database file (``store_path``) when a policy is given."""
+        store's own database (``store``: its file, or its backend, a file or PostgreSQL) when a policy is given."""
         if approval not in ("v1", "v2"):
             raise UsageError("--approval is v1 or v2")
         policy = None
         if policy_path:
-            ledger = VelocityLedger(store_path) if store_path else None
+            ledger = VelocityLedger(store) if store else None
             policy = LocalPolicy(policy_path, ledger)
         v2 = ApprovalV2.from_settings(settings, approval_url, approver_key) if approval == "v2" else None
         return cls(testnet=testnet, policy=policy, v2=v2)

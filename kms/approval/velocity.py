@@ -1,10 +1,10 @@
-"""The rolling 24-hour amount and count per wallet that the local policy limits, kept in SQLite so it survives a
-restart: a ``policy_velocity`` table in the store's database file (the journal's), behind this one small class so
-that it can move to the shared store (issue 18) without touching the policy.
+"""The rolling 24-hour amount and count per wallet that the local policy limits, kept in the store's own database (the
+``policy_velocity`` table of kms.store.velocity, created with the store and by its migration): it survives a restart,
+and replicas of a shared PostgreSQL store add up to one ledger.
 
 One row per (pending id, asset) with the amount paid out; a transaction with no payment still gets one row (asset
 ``""``, amount 0) so that it counts. Recording the same pending id again changes nothing (exactly-once, like the
-journal). Amounts are stored as decimal text: token amounts exceed SQLite's 64-bit integers.
+journal). SQL goes through the store backend interface (kms.store.backend), portable with ``?`` placeholders.
 """
 
 from __future__ import annotations
@@ -12,55 +12,55 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from kms.errors import StoreError
+from kms.store import velocity as velocity_schema
+from kms.store.backend import StoreBackend, StoreConnection
+from kms.store.sqlite import SqliteConnection
 
 WINDOW_SECONDS = 24 * 3600
+_T = TypeVar("_T")
 BUSY_TIMEOUT_S = 10.0
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS policy_velocity (
-    pending_id TEXT NOT NULL,
-    wallet TEXT NOT NULL,
-    chain TEXT NOT NULL,
-    asset TEXT NOT NULL,
-    amount TEXT NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (pending_id, asset)
-);
-CREATE INDEX IF NOT EXISTS policy_velocity_wallet ON policy_velocity (wallet, chain, at);
-"""
+_INSERT = (
+    "INSERT INTO policy_velocity (pending_id, wallet, chain, asset, amount, at) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (pending_id, asset) DO NOTHING"
+)
 
 
 class VelocityLedger:
-    """Thread-safe. ``VelocityLedger(path)`` opens (and creates the table in) a database file; ``VelocityLedger(conn)``
-    uses an open connection (autocommit, as the store opens them). ``readonly`` opens a file without changing it."""
+    """Thread-safe. ``VelocityLedger(backend)`` uses a connection of its own to the store's database (the table comes
+    with the store's schema). A path or an open sqlite3 connection (autocommit) is a SQLite database that gets the
+    table if it lacks it; ``readonly`` opens a file without changing it."""
 
-    def __init__(self, database: sqlite3.Connection | str | Path, *, readonly: bool = False) -> None:
+    def __init__(
+        self, database: StoreBackend | StoreConnection | sqlite3.Connection | str | Path, *, readonly: bool = False
+    ) -> None:
         self._lock = threading.Lock()
-        self._owned = not isinstance(database, sqlite3.Connection)
-        if isinstance(database, sqlite3.Connection):
-            self._conn = database
-        else:
-            self._conn = _open(Path(database), readonly)
+        borrowed = isinstance(database, sqlite3.Connection) or _is_connection(database)
+        self._owned = not borrowed  # a path or a backend: this ledger opened the connection and closes it
+        self._conn = _connection(database, readonly)
         self._available = True
         try:
-            if not readonly:
-                self._conn.executescript(_SCHEMA)
-            else:
+            if readonly:
                 self._available = _has_table(self._conn)
-        except sqlite3.DatabaseError as exc:
+            elif isinstance(database, str | Path | sqlite3.Connection):
+                self._write(velocity_schema.create)
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            self.close()
             raise StoreError(f"cannot prepare the policy velocity table ({type(exc).__name__})") from None
 
     def totals(self, wallet: str, chain: str, since: float) -> tuple[dict[str, int], int]:
         """(amount per asset, number of transactions) recorded for ``wallet`` on ``chain`` since ``since``."""
         if not self._available:
             return {}, 0
-        with self._lock:
-            rows = self._conn.execute(
+        with self._transaction(read=True) as conn:
+            rows = conn.execute(
                 "SELECT pending_id, asset, amount FROM policy_velocity WHERE wallet = ? AND chain = ? AND at >= ?",
-                (wallet, chain, since),
+                (wallet, chain, float(since)),
             ).fetchall()
         amounts: dict[str, int] = {}
         for _, asset, amount in rows:
@@ -71,21 +71,20 @@ class VelocityLedger:
     def record(
         self, pending_id: str, wallet: str, chain: str, amounts: Mapping[str, int], at: float | None = None
     ) -> None:
-        moment = time.time() if at is None else at
-        rows = [(pending_id, wallet, chain, asset, str(int(amount)), moment) for asset, amount in amounts.items()]
-        with self._lock:
-            with self._conn:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO policy_velocity VALUES (?, ?, ?, ?, ?, ?)",
-                    rows or [(pending_id, wallet, chain, "", "0", moment)],
-                )
+        moment = float(time.time() if at is None else at)
+        rows: Sequence[Sequence[object]] = [
+            (pending_id, wallet, chain, asset, str(int(amount)), moment) for asset, amount in amounts.items()
+        ] or [(pending_id, wallet, chain, "", "0", moment)]
+        self._write(lambda conn: conn.executemany(_INSERT, rows))
 
     def prune(self, before: float) -> int:
         """Forget rows older than ``before`` (they no longer count); how many were removed."""
-        with self._lock, self._conn:
-            self._conn.execute("BEGIN IMMEDIATE")
-            return self._conn.execute("DELETE FROM policy_velocity WHERE at < ?", (before,)).rowcount
+
+        def delete(conn: StoreConnection) -> int:
+            cursor: Any = conn.execute("DELETE FROM policy_velocity WHERE at < ?", (float(before),))
+            return int(cursor.rowcount)
+
+        return self._write(delete)
 
     def close(self) -> None:
         if self._owned:
@@ -97,11 +96,45 @@ class VelocityLedger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _write(self, work: Callable[[StoreConnection], _T]) -> _T:
+        with self._transaction(read=False) as conn:
+            return work(conn)
+
+    @contextmanager
+    def _transaction(self, *, read: bool) -> Iterator[StoreConnection]:
+        with self._lock:
+            conn = self._conn
+            conn.begin_read() if read else conn.begin_rows()
+            try:
+                yield conn
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+
+def _is_connection(database: object) -> bool:
+    return hasattr(database, "begin_rows") and hasattr(database, "execute")
+
+
+def _connection(
+    database: StoreBackend | StoreConnection | sqlite3.Connection | str | Path, readonly: bool
+) -> StoreConnection:
+    if isinstance(database, sqlite3.Connection):
+        return SqliteConnection(database)
+    if isinstance(database, str | Path):
+        return SqliteConnection(_open(Path(database), readonly))
+    if _is_connection(database):
+        return database  # type: ignore[return-value]
+    return database.connect()  # type: ignore[union-attr]
+
 
 def _open(path: Path, readonly: bool) -> sqlite3.Connection:
     try:
         if readonly:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
         else:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")
@@ -111,9 +144,12 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-def _has_table(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'policy_velocity'").fetchone()
-    return row is not None
+def _has_table(conn: StoreConnection) -> bool:
+    try:
+        conn.execute("SELECT 1 FROM policy_velocity WHERE 1 = 0").fetchall()
+    except StoreError:
+        return False
+    return True
 
 
 __all__ = ["WINDOW_SECONDS", "VelocityLedger"]

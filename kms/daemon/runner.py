@@ -11,7 +11,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from backends import PasswordProvider
 from kms import session
@@ -23,7 +22,6 @@ from kms.daemon.options import DaemonOptions, options_from_args
 from kms.daemon.quarantine import InFlight, inflight_directory
 from kms.daemon.replication import Replication, exclusive_lock, lease_from
 from kms.daemon.shutdown import Shutdown
-from kms.errors import UsageError
 from kms.metrics import DaemonMetrics, Metrics, NullMetrics
 from kms.seal.control import SealControl, StoreSlot
 from kms.store.journal import retention_days
@@ -182,12 +180,10 @@ def _approvals(running: _Run) -> Approvals:
 
     gate = ApprovalGate.from_options(
         running.settings, testnet=options.config.testnet, approval=options.approval, policy_path=options.policy,
-        store_path=_store_file(running.control.path), approval_url=options.approval_url,
+        store=running.control.path, approval_url=options.approval_url,
         approver_key=options.approver_key,
     )  # fmt: skip
     running.stack.callback(gate.close)
-    if gate.policy is not None and gate.policy.ledger is None and _has_daily_limits(gate.policy.policy):
-        raise UsageError("--policy has 24-hour limits, which need a store file (no velocity ledger on this store)")
     metric = None
     registry = getattr(running.metrics, "registry", None)
     if gate.policy is not None and registry is not None:
@@ -198,13 +194,6 @@ def _approvals(running: _Run) -> Approvals:
     previous = signal.signal(signal.SIGHUP, lambda *_: approvals.request_reload())
     running.stack.callback(signal.signal, signal.SIGHUP, previous)
     return approvals
-
-
-def _has_daily_limits(policy: Any) -> bool:
-    return any(
-        rules.daily_count is not None or any(a.daily_amount is not None for a in rules.assets.values())
-        for rules in policy.chains.values()
-    )
 
 
 def _store_file(location: object) -> Path | None:

@@ -26,8 +26,11 @@ _JOURNAL = (
     " created_at, updated_at"
 )
 _RELEASES = "pending_id, payload_sha256, state, released_at"
+_VELOCITY = "pending_id, wallet, chain, asset, amount, at"
 _TABLES = (("header", _HEADER, "id"), ("wallets", _WALLET, "rowid"), ("journal", _JOURNAL, "rowid"),
-           ("journal_releases", _RELEASES, "pending_id, payload_sha256"))  # fmt: skip
+           ("journal_releases", _RELEASES, "pending_id, payload_sha256"),
+           ("policy_velocity", _VELOCITY, "at"))  # fmt: skip
+_UNORDERED = frozenset({"policy_velocity"})  # compared sorted here: text collation differs between the databases
 
 Rows = dict[str, list[tuple[object, ...]]]
 
@@ -41,10 +44,13 @@ class CopyReport:
 
 
 def _read(conn: StoreConnection) -> Rows:
-    return {
+    rows: Rows = {
         table: [_plain(row) for row in conn.execute(f"SELECT {columns} FROM {table} ORDER BY {order}").fetchall()]  # noqa: S608
         for table, columns, order in _TABLES
     }
+    for table in _UNORDERED:
+        rows[table].sort(key=repr)
+    return rows
 
 
 def _plain(row: tuple[object, ...]) -> tuple[object, ...]:

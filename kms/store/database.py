@@ -27,7 +27,7 @@ from kms.store.sqlite import check_placement, fsync_path, probe  # noqa: F401 - 
 
 # ------------------------------------------------------------------------------------------------ the open store
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the policy velocity table (kms.store.velocity)
 """PRAGMA user_version of a current store. 1: the first journal (a refused marker in tx_data; request_sha256 added by
 a later write). 2: the journal as an explicit state machine (kms.store.journal). Older stores are upgraded at open."""
 

@@ -33,6 +33,7 @@ from kms.errors import (
     StoreUnavailableError,
     UsageError,
 )
+from kms.store import velocity as velocity_schema
 from kms.store.backend import CredentialSource, Cursor, StoreConnection
 from kms.store.format import KINDS, MAGIC, MAX_WALLETS_PER_CHAIN
 from kms.store.journal import PAYLOAD_STATES, JournalState
@@ -344,6 +345,7 @@ class PostgresBackend:
                     conn.rollback()
                     return False
                 conn.execute(SCHEMA)
+                velocity_schema.create(conn)
                 conn.set_schema_version(schema_version)
                 initialise(conn)
                 conn.commit()
@@ -364,7 +366,9 @@ class PostgresBackend:
         its own role."""
 
     def upgrade(self, conn: StoreConnection, from_version: int) -> None:
-        raise StoreError(f"cannot upgrade a PostgreSQL wallet store from schema version {from_version}")
+        if from_version != 2:
+            raise StoreError(f"cannot upgrade a PostgreSQL wallet store from schema version {from_version}")
+        velocity_schema.create(conn)  # schema 3: the policy velocity table
 
 
 def describe(params: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ from urllib.parse import quote, unquote, urlsplit
 from kms.errors import DuplicateKeyError, KmsError, StoreError, UsageError
 from kms.settings import private_file_problem
 from kms.store import journal as journal_schema
+from kms.store import velocity as velocity_schema
 from kms.store.backend import CredentialSource, Cursor, StoreConnection
 from kms.store.format import APPLICATION_ID, SCHEMA, SQLITE_HEADER
 from kms.store.upstream import looks_like_upstream
@@ -276,7 +277,7 @@ class SqliteBackend:
     def create(self, initialise: Callable[[StoreConnection], None], schema_version: int) -> bool:
         def build(conn: sqlite3.Connection) -> None:
             wrapped = SqliteConnection(conn)
-            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{journal_schema.SCHEMA}")
+            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{journal_schema.SCHEMA}{velocity_schema.SCHEMA}")
             wrapped.set_schema_version(schema_version)
             initialise(wrapped)
             conn.execute("COMMIT")
@@ -300,7 +301,9 @@ class SqliteBackend:
 
     def upgrade(self, conn: StoreConnection, from_version: int) -> None:
         assert isinstance(conn, SqliteConnection)
-        journal_schema.upgrade(conn, from_version)
+        if from_version < 2:
+            journal_schema.upgrade(conn, from_version)
+        velocity_schema.create(conn)
 
 
 def from_location(location: str, credentials: CredentialSource | None = None) -> SqliteBackend:

@@ -35,7 +35,7 @@ def test_policy_then_v2_then_velocity(tmp_path: Path) -> None:
             "TATUM_KMS_APPROVER_PUBLIC_KEY": approver.public_key.pem(),
         }
         gate = ApprovalGate.from_options(
-            settings, testnet=True, approval="v2", policy_path=policy, store_path=tmp_path / "wallet.dat"
+            settings, testnet=True, approval="v2", policy_path=policy, store=tmp_path / "wallet.dat"
         )
         try:
             assert gate.policy_sha256 is not None and len(gate.policy_sha256) == 64

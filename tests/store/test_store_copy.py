@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from kms.approval.velocity import VelocityLedger
 from kms.errors import StoreError, TamperedRecordError
 from kms.hygiene import SecretBuffer
 from kms.store import KdfParams, WalletStore
@@ -29,7 +30,15 @@ def make_file_store(path: Path) -> dict[str, dict[str, object]]:
         store.journal.refuse("p2", "ETH", "403")
         store.journal.hold("p3", "audit log", chain="ETH")
         store.journal.release("p3")
-        return store.export()
+        exported = store.export()
+    with VelocityLedger(path) as ledger:  # the policy's 24-hour ledger moves with the store
+        ledger.record("p1", "wallet-1", "ETH", {"native": 2**70, "0xdac17f958d2ee523a2206206994597c13d831ec7": 5}, 1.5)
+    return exported
+
+
+def velocity(location: str | Path) -> tuple[dict[str, int], int]:
+    with VelocityLedger(open_backend(location)) as ledger:
+        return ledger.totals("wallet-1", "ETH", 0)
 
 
 def open_any(location: str | Path) -> WalletStore:
@@ -54,6 +63,7 @@ def test_file_to_postgresql_and_back_keeps_every_record(tmp_path: Path, postgres
         assert pg.journal.entries() == original.journal.entries()
         assert pg.journal.was_released("p3", "")
         assert pg.counts() == original.counts()
+    assert velocity(url) == velocity(source) == ({"native": 2**70, "0xdac17f958d2ee523a2206206994597c13d831ec7": 5}, 1)
     back = tmp_path / "back" / "wallet.db"
     back.parent.mkdir(mode=0o700)
     done = run_kms(["store", "copy", "--from", bare, "--to", f"sqlite://{back}"], tmp_path, env=env)
@@ -61,6 +71,7 @@ def test_file_to_postgresql_and_back_keeps_every_record(tmp_path: Path, postgres
     with open_any(back) as copy, open_any(source) as original:
         assert copy.export() == exported
         assert copy.journal.entries() == original.journal.entries()
+    assert velocity(back) == velocity(source)
 
 
 def test_a_failed_copy_leaves_nothing_and_says_why_in_one_line(tmp_path: Path, postgres_server: PostgresServer) -> None:

@@ -210,7 +210,28 @@ def test_a_schema_1_journal_is_upgraded_at_open(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == store_database.SCHEMA_VERSION
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "journal_schema1" not in tables and "journal_releases" in tables
+        assert "policy_velocity" in tables, "the migration adds the velocity ledger's table"
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+
+
+def test_a_schema_2_store_gains_the_velocity_table_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    open_store(path, create=True).close()
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("DROP TABLE policy_velocity")
+        conn.execute("PRAGMA user_version = 2")
+        conn.commit()
+    finally:
+        conn.close()
+    with open_store(path):
+        pass
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == store_database.SCHEMA_VERSION
+        assert conn.execute("SELECT count(*) FROM policy_velocity").fetchone() == (0,)
     finally:
         conn.close()
 
@@ -228,7 +249,8 @@ def test_a_wrong_password_does_not_upgrade_and_a_newer_schema_is_refused(tmp_pat
         conn.commit()
     finally:
         conn.close()
-    with pytest.raises(StoreError, match="schema version 3; this kms knows up to 2"):
+    newer, known = store_database.SCHEMA_VERSION + 1, store_database.SCHEMA_VERSION
+    with pytest.raises(StoreError, match=f"schema version {newer}; this kms knows up to {known}"):
         open_store(path)
 
 
