@@ -5,7 +5,7 @@ signed) and says what it would do as an ``Intent``. The chain facts it needs com
 object holds the parse rules (EVM ``ParseRules``, UTXO ``SigningNetwork``) and the chain module the address formats.
 There is no table of chain codes here: a chain is decoded when its signer belongs to a registered family.
 
-How a new chain plugs in (TRON, SOL, XLM, XRP, ALGO, EGLD, VET, FLOW, ...):
+How a new chain plugs in (ALGO, EGLD, VET, FLOW, ...; TRON, XLM, XRP and SOL are decoded as below):
 
 1. Write ``kms/approval/<family>_intent.py`` with ``decode(pending, chain, signer, testnet) -> Intent``. Parse with
    the signer's own parser (``kms.signing.<chain>``), read only, and name destinations, amounts and asset (TRC-20
@@ -61,6 +61,10 @@ _FAMILIES: list[Family] = [
     Family("evm", "kms.signing.evm:EvmSigner", "kms.approval.evm_intent"),
     Family("bitcore", "kms.signing.utxo:UtxoSigner", "kms.approval.utxo_intent"),
     Family("bch", "kms.signing.bch:BchSigner", "kms.approval.bch_intent"),
+    Family("tron", "kms.signing.tron:TronSigner", "kms.approval.tron_intent"),
+    Family("xlm", "kms.signing.xlm:XlmSigner", "kms.approval.xlm_intent"),
+    Family("xrp", "kms.signing.xrp:XrpSigner", "kms.approval.xrp_intent"),
+    Family("sol", "kms.signing.sol:SolSigner", "kms.approval.sol_intent"),
 ]
 
 

@@ -4,7 +4,7 @@ transaction JSON is posted to ``/v3/tron/broadcast``."""
 
 from __future__ import annotations
 
-from bip_utils import Secp256k1PublicKey, TrxAddrDecoder, TrxAddrEncoder
+from bip_utils import Base58Encoder, Secp256k1PublicKey, TrxAddrDecoder, TrxAddrEncoder
 
 from kms.chains.base import KIND_MNEMONIC, LazySigner
 from kms.chains.bip44 import Bip44Network, Secp256k1Bip44Chain
@@ -14,6 +14,11 @@ from kms.hygiene import SecretBuffer
 
 KEY_HEX_DIGITS = 64
 _BAD_KEY = "invalid TRON private key: expected 64 hex digits"
+
+
+def address_text(raw: bytes) -> str:
+    """The base58check ``T...`` spelling of a 21-byte TRON address (``41`` + 20 bytes)."""
+    return str(Base58Encoder.CheckEncode(raw))
 
 
 class TronChain(Secp256k1Bip44Chain):

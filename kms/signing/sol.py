@@ -42,7 +42,8 @@ _BAD_MINT = "SOL serializedTransaction has an invalid mintPK"
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 
-def _parse(pending: PendingTransaction, code: str) -> tuple[Any, str | None]:
+def parse_pending(pending: PendingTransaction, code: str) -> tuple[Any, str | None]:
+    """(legacy message, mintPK or None) as the signer reads them (also the intent decoder's reading)."""
     document = parse_json_object(pending.serialized_transaction, code)
     tx_data, mint = document.get("txData"), document.get("mintPK")
     if not isinstance(tx_data, str) or not _HEX.fullmatch(tx_data):
@@ -150,7 +151,7 @@ class SolSigner:
         from solders.transaction import Transaction
 
         check_chain(pending, self.code)
-        message, mint = _parse(pending, self.code)
+        message, mint = parse_pending(pending, self.code)
         signers = _signers_in_order(message, _keypairs(keys, mint))
         try:
             if gateway is None:

@@ -23,7 +23,9 @@ from kms.signing.base import SignedTransaction
 from kms.signing.pending import check_chain, single_key
 
 
-def _envelope(pending: PendingTransaction, passphrase: str, code: str) -> Any:
+def parse_envelope(pending: PendingTransaction, passphrase: str, code: str) -> Any:
+    """The pending transaction's ``TransactionEnvelope`` for ``passphrase``, checked as the signer checks it (also the
+    intent decoder's reading, kms.approval.xlm_intent)."""
     from stellar_sdk import TransactionEnvelope
     from stellar_sdk import xdr as stellar_xdr
 
@@ -63,7 +65,7 @@ class XlmSigner:
 
         check_chain(pending, self.code)
         key = single_key(self.code, keys)
-        envelope = _envelope(pending, self.passphrases[bool(testnet)], self.code)
+        envelope = parse_envelope(pending, self.passphrases[bool(testnet)], self.code)
         if envelope.signatures:
             raise SigningError("XLM envelope already carries a signature")
         with key.raw() as seed:

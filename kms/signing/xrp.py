@@ -55,7 +55,8 @@ def _signing_key(seed: bytearray) -> tuple[str, Callable[[bytes], str]]:
     return public_key, lambda message: sign(message, private_key)
 
 
-def _parse(pending: PendingTransaction, code: str) -> dict[str, Any]:
+def parse_transaction(pending: PendingTransaction, code: str) -> dict[str, Any]:
+    """The transaction JSON, checked as the signer checks it (also the intent decoder's reading)."""
     tx = parse_json_object(pending.serialized_transaction, code)
     present = [name for name in _SIGNATURE_FIELDS if name in tx]
     if present:
@@ -123,7 +124,7 @@ class XrpSigner:
 
         check_chain(pending, self.code)
         key = single_key(self.code, keys)
-        tx = _parse(pending, self.code)
+        tx = parse_transaction(pending, self.code)
         with key.raw() as seed:
             public_key, sign = _signing_key(seed)
         try:

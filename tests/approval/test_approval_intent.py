@@ -180,8 +180,8 @@ def test_fee_is_unknown_while_the_gas_price_is_to_be_looked_up() -> None:
 
 
 def test_chains_without_a_decoder_and_unknown_chains_are_unknown_intents() -> None:
-    sol = PendingTransaction(id="s", chain="SOL", serialized_transaction="{}", hashes=("w",))
-    assert decode_intent(sol, False).unknown_reason == "no intent decoder for SOL transactions yet"
+    algo = PendingTransaction(id="s", chain="ALGO", serialized_transaction="{}", hashes=("w",))
+    assert decode_intent(algo, False).unknown_reason == "no intent decoder for ALGO transactions yet"
     other = PendingTransaction(id="x", chain="NOPE", serialized_transaction="{}", hashes=("w",))
     assert decode_intent(other, False).type == UNKNOWN
 
