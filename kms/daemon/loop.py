@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 from kms.api import NodeGateway, PendingTransaction
@@ -61,6 +61,8 @@ class Replica(Protocol):
     def acquire(self, pending_id: str) -> bool: ...
     def confirm(self, pending_id: str) -> None: ...
     def release(self, pending_id: str) -> None: ...
+    def wait_moved(self, timeout: float) -> bool: ...
+    def taking_over(self) -> AbstractContextManager[None]: ...
     @property
     def ready(self) -> bool: ...
 
@@ -212,7 +214,29 @@ class Daemon:
                     self.metrics.error("cycle")
             if self.config.run_once:
                 return
-            self.stop.wait(max(0.0, self.config.period - (time.monotonic() - started)))
+            self._wait_for_next_cycle(started)
+
+    def _wait_for_next_cycle(self, started: float) -> None:
+        """Until one period after `started`; a replica whose peer left meanwhile polls the ids it took over at once
+        (kms.daemon.replication), so they wait no longer than one period, without waiting for its next cycle."""
+        while not self.stop.is_set():
+            left = self.config.period - (time.monotonic() - started)
+            if left <= 0:
+                return
+            if self.replica is None:
+                self.stop.wait(left)
+            elif self.replica.wait_moved(min(left, 0.1)):  # short waits: `stop` is seen within 0.1 s
+                self._take_over(self.replica)
+
+    def _take_over(self, replica: Replica) -> None:
+        with self.cycle_lock:
+            try:
+                with replica.taking_over():
+                    if self.seal is None or not self.seal.sealed:  # sealed: the first cycle after the unseal polls
+                        self.run_cycle()
+            except Exception as exc:  # as for any cycle: the loop survives it
+                log.error("takeover cycle failed (%s); continuing", type(exc).__name__)
+                self.metrics.error("cycle")
 
     def run_cycle(self) -> CycleReport:
         report = CycleReport()

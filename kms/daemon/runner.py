@@ -20,7 +20,7 @@ from kms.daemon.loop import AuditSink, Daemon
 from kms.daemon.maintenance import Maintenance
 from kms.daemon.options import DaemonOptions, options_from_args
 from kms.daemon.quarantine import InFlight, inflight_directory
-from kms.daemon.replication import Replication, exclusive_lock, lease_from
+from kms.daemon.replication import Replication, exclusive_lock, lease_from, ttl_for
 from kms.daemon.shutdown import Shutdown
 from kms.metrics import DaemonMetrics, Metrics, NullMetrics
 from kms.seal.control import SealControl, StoreSlot
@@ -100,7 +100,7 @@ def serve(options: DaemonOptions, flags: session.SessionFlags, settings: Mapping
         if backend.replicated:
             running.replica = Replication(
                 lambda: slot.database, slot.signature_ids, backend.replica_id,
-                ttl_s=options.config.period, lease_s=lease_from(settings),
+                ttl_s=ttl_for(options.config.period), lease_s=lease_from(settings),
             )  # fmt: skip
         _open_store(running, provider, sealed_start)
         daemon = _build_daemon(running)

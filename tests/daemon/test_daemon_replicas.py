@@ -56,8 +56,10 @@ class Cluster:
         self.env = daemon_env(sandbox.url, PASSWORD, tmp, extra=extra)
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *, url: str | None = None, metrics_port: int | None = None) -> subprocess.Popen[bytes]:
-        args = ["--testnet", "--store", url or self.url, "--chain", "ETH", "--period", "0.3"]
+    def start(
+        self, *, url: str | None = None, metrics_port: int | None = None, period: str = "0.3"
+    ) -> subprocess.Popen[bytes]:
+        args = ["--testnet", "--store", url or self.url, "--chain", "ETH", "--period", period]
         if metrics_port is not None:
             args += ["--metricsPort", str(metrics_port)]
         with (self.tmp / f"daemon-{len(self.procs)}.log").open("w") as log:  # a full stderr pipe would stall it
@@ -144,6 +146,46 @@ def test_three_replicas_share_the_ids_and_each_is_broadcast_once(cluster: Cluste
     polls = process_admin.state()["polls"]
     # Once all three were live, each poll carried one replica's share, never every wallet.
     assert polls and max(p["count"] for p in polls[-9:]) < len(cluster.wallets)
+
+
+def _share(port: int) -> int:
+    """This replica's count of ETH ids from /readyz (``share: ETH 6/13``), or -1 before it polled as one of two."""
+    _, body = _status(port, "/readyz")
+    if "2 live" not in body or "ETH " not in body:
+        return -1
+    mine, total = body.rsplit("ETH ", 1)[1].split()[0].split("/")
+    return int(mine) if int(mine) < int(total) else -1
+
+
+def test_a_dead_replicas_ids_are_polled_before_the_survivors_next_regular_poll(
+    tmp_path: Path, sandbox_process: SandboxProcess, postgres_server: PostgresServer, process_admin: SandboxAdmin
+) -> None:
+    """With a long period (8 s: time-to-live 4 s, a heartbeat every second), the survivor sees the SIGKILLed replica
+    gone and polls exactly the dead one's ids in a takeover poll, before its own next regular poll (which lists
+    all 13 wallets). An odd wallet count makes the two shares differ, so a poll's count says whose it was."""
+    cluster = Cluster(tmp_path, sandbox_process, postgres_server, keys=13)
+    try:
+        ports = [free_port(), free_port()]
+        victim, survivor = (cluster.start(metrics_port=port, period="8") for port in ports)
+        assert wait_for(lambda: all(_share(port) > 0 for port in ports), 60)
+        dead_share, own_share = _share(ports[0]), _share(ports[1])
+        assert dead_share + own_share == 13 and dead_share != own_share
+        polls_before = len(process_admin.state()["polls"])
+
+        def survivor_polled() -> bool:
+            return any(p["count"] == own_share for p in process_admin.state()["polls"][polls_before:])
+
+        assert wait_for(survivor_polled, 30, 0.01)  # its next regular poll is a whole period away from here
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        after_death = len(process_admin.state()["polls"])
+        assert wait_for(lambda: any(p["count"] == 13 for p in process_admin.state()["polls"][after_death:]), 60)
+        polls = process_admin.state()["polls"][after_death:]
+        # The first poll after the death is the takeover: only the dead replica's ids, before the regular one.
+        assert [p["count"] for p in polls[:2]] == [dead_share, 13], polls
+        assert survivor.poll() is None
+    finally:
+        cluster.stop()
 
 
 def _wait_for_claims(cluster: Cluster, holders: int) -> dict[str, int]:
