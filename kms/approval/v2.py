@@ -26,12 +26,12 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from kms.api import PendingTransaction
-from kms.approval.bounded_http import AnswerTooLargeError, DeadlineError, post_bounded
 from kms.approval.intent import Intent
 from kms.approval.keys import PinnedKey, SigningKey, load_pinned_key, load_signing_key
 from kms.approval.protocol import AnswerRejected, ReplayCache, Request, sign_request, verify_answer
 from kms.daemon.four_eye import Decision, Verdict
 from kms.errors import UsageError
+from kms.http_limits import CompressedAnswerError, HttpLimits, LimitedTransport, ResponseTooLargeError
 from kms.tatum.proxy import transport_for
 
 log = logging.getLogger("kms.approval")
@@ -69,7 +69,9 @@ class ApprovalV2:
         self.replays = replay_cache or ReplayCache()
         self._request_ids = request_ids or (lambda: str(uuid.uuid4()))
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-        self._http = httpx.Client(follow_redirects=False, trust_env=False, transport=transport_for(url, limits))
+        # The one limits module: a total deadline for the whole exchange and a cap on the answer while it streams.
+        transport = LimitedTransport(transport_for(url, limits), HttpLimits(max_answer_bytes, timeout))
+        self._http = httpx.Client(follow_redirects=False, trust_env=False, timeout=timeout, transport=transport)
 
     @classmethod
     def from_settings(
@@ -101,27 +103,25 @@ class ApprovalV2:
             ttl=self.timeout,
         )
         try:
-            answer = post_bounded(
-                self._http,
+            answer = self._http.post(
                 self.url,
-                request.token.encode(),
-                {"content-type": "application/jwt", "accept": "application/jwt", "accept-encoding": "identity"},
-                max_bytes=self.max_answer_bytes,
-                seconds=self.timeout,
+                content=request.token.encode(),
+                headers={"content-type": "application/jwt", "accept": "application/jwt"},
             )
-        except (DeadlineError, httpx.TimeoutException):
+        except httpx.TimeoutException:  # the total deadline (DeadlineExceededError) included
             return _unavailable("timeout", "the approver did not answer in time")
-        except AnswerTooLargeError:
+        except ResponseTooLargeError:
             return _unavailable("oversized", f"the answer is larger than {self.max_answer_bytes} bytes")
+        except CompressedAnswerError:
+            return _unavailable("bad_answer", "the answer is not a compact JWT (it came compressed)", 200)
         except httpx.HTTPError as exc:
             return _unavailable("unreachable", f"the approver is unreachable ({type(exc).__name__})")
-        if 300 <= answer.status < 400:
-            return _unavailable(
-                "redirect", f"the approver redirected (HTTP {answer.status}); not followed", answer.status
-            )
-        if answer.status != 200:
-            return _unavailable("http_status", f"the approver answered HTTP {answer.status}", answer.status)
-        return self._judge(answer.body, request)
+        status = answer.status_code
+        if 300 <= status < 400:
+            return _unavailable("redirect", f"the approver redirected (HTTP {status}); not followed", status)
+        if status != 200:
+            return _unavailable("http_status", f"the approver answered HTTP {status}", status)
+        return self._judge(answer.content, request)
 
     def _judge(self, body: bytes, request: Request) -> Decision:
         try:
