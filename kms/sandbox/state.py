@@ -295,7 +295,11 @@ def _evm_sender_nonce(tx_data: object) -> tuple[str, int] | None:
         return None
     try:
         import rlp
-        from eth_account import Account
+
+        from kms.recursion import imports_keeping_recursion_limit
+
+        with imports_keeping_recursion_limit():  # the sandbox runs inside `kms demo`, beside the daemon's parsers
+            from eth_account import Account
 
         raw = bytes.fromhex(tx_data[2:])
         fields = rlp.decode(raw[1:]) if raw[:1] == b"\x02" else rlp.decode(raw)
