@@ -144,7 +144,12 @@ class TatumClient:
         """The signers' NodeGateway for one network, over this client's connection pool and retrying transport (so
         the gateway itself does not retry again)."""
         return TatumGateway(
-            self.http, self._api_key, testnet=testnet, testnet_type=self._testnet_type, retry=RetryPolicy.none()
+            self.http,
+            self._api_key,
+            testnet=testnet,
+            testnet_type=self._testnet_type,
+            retry=RetryPolicy.none(),
+            deadline=self.deadline,
         )
 
     def redact(self, text: str) -> str:

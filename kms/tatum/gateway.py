@@ -24,11 +24,13 @@ from tenacity import RetryError
 
 from kms.bounded_json import loads_bounded
 from kms.errors import TatumApiError, UntrustedJsonError
-from kms.http_limits import CompressedAnswerError, ResponseTooLargeError
+from kms.http_limits import CompressedAnswerError, HttpLimits, ResponseTooLargeError
 from kms.retry import RetryPolicy, retry_after_seconds
 from kms.tatum.version import CLIENT_VERSION
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
+DEFAULT_DEADLINE = 60.0
+"""Seconds for one look-up, retries included, where the client bounds requests (kms.http_limits)."""
 _NEUTRAL_HEADERS = frozenset({"accept", "accept-encoding", "connection", "user-agent"})
 _API_KEY_PLACEHOLDER = "{apiKey}"
 
@@ -56,6 +58,7 @@ class TatumGateway:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         if not api_key:
             raise ValueError("an API key is required")
@@ -66,6 +69,9 @@ class TatumGateway:
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._max_answer_bytes = max_answer_bytes
+        # A client with kms.http_limits' transport (the daemon's) applies these instead of its own default cap, which
+        # is sized for the Tatum API's small answers; node answers may be larger.
+        self._limits = HttpLimits(max_answer_bytes, deadline)
         self._rpc_ids = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -111,13 +117,15 @@ class TatumGateway:
         headers = {"x-api-key": self._api_key, "x-ttm-kms-client-version": CLIENT_VERSION}
         if self._testnet and self._testnet_type:
             headers["x-testnet-type"] = self._testnet_type
-        return self._http.build_request(method, filled, headers=headers, json=body)
+        return self._http.build_request(
+            method, filled, headers=headers, json=body, extensions=self._limits.extensions()
+        )
 
     def _external_request(self, method: str, url: str, body: Any) -> httpx.Request:
         """A request that carries none of the client's default headers (they may hold the Tatum API key)."""
         if not url.startswith(("https://", "http://")) or _API_KEY_PLACEHOLDER in url:
             raise TatumApiError("a third-party look-up needs an absolute http(s) URL")
-        request = self._http.build_request(method, url, json=body)
+        request = self._http.build_request(method, url, json=body, extensions=self._limits.extensions())
         for name in list(self._http.headers.keys()):
             if name.lower() not in _NEUTRAL_HEADERS:
                 del request.headers[name]

@@ -89,17 +89,23 @@ def test_other_answers_are_capped_too() -> None:
 
 
 def test_evm_lookups_through_the_daemon_client_are_bounded() -> None:
+    """Node look-ups go through the daemon client's bounded transport with the gateway's own cap (4 MiB: node answers
+    can be larger than the Tatum API's own), not the client's 1 MiB default."""
+    fee = {"answer": b'{"medium": "' + b"1" * 5_000_000 + b'"}'}
+
     def answer(method: str, path: str) -> Answer:
         if "/transaction/count/" in path:
             return Answer(body=b"7" + b" " * 19, trickle_every=TRICKLE)
-        return Answer(body=b'{"medium": "' + b"1" * 2_000_000 + b'"}')
+        return Answer(body=fee["answer"])
 
     with hostile_server(answer) as server, _client(server.url, deadline=1.0) as client:
         lookups = evm_lookups(client, "ETH")
         with pytest.raises(TatumApiError):
             lookups.transaction_count(RECIPIENT)
-        with pytest.raises(TatumApiError):
+        with pytest.raises(TatumApiError, match="larger than 4194304 bytes"):
             lookups.gas_price()
+        fee["answer"] = b'{"medium": "7000000000"' + b" " * 2_000_000 + b"}"  # over 1 MiB, under 4 MiB
+        assert lookups.gas_price() == 7_000_000_000
 
 
 @pytest.mark.parametrize(
