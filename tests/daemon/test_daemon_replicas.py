@@ -143,9 +143,15 @@ def test_three_replicas_share_the_ids_and_each_is_broadcast_once(cluster: Cluste
     ids = [item["id"] for item in items]
     assert wait_for(lambda: not process_admin.state()["pending"], 120)
     exactly_once(process_admin, ids, cluster)
-    polls = process_admin.state()["polls"]
-    # Once all three were live, each poll carried one replica's share, never every wallet.
-    assert polls and max(p["count"] for p in polls[-9:]) < len(cluster.wallets)
+
+    def shared() -> bool:
+        polls = process_admin.state()["polls"]
+        return len(polls) >= 9 and max(p["count"] for p in polls[-9:]) < len(cluster.wallets)
+
+    # With all three live, each poll carries one replica's share, never every wallet. A heartbeat delayed past its
+    # time-to-live on a loaded machine makes a replica poll everything for a moment (the claims keep that harmless),
+    # so the check is on a run of nine polls with all three seen live, not on whichever nine came last.
+    assert wait_for(shared, 30, 0.1)
 
 
 def _share(port: int) -> int:
